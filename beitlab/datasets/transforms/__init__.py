@@ -1,0 +1,1 @@
+"""datasets transforms components; registered by :func:`beitlab.utils.register_all_modules`."""

@@ -1,0 +1,1 @@
+"""engine optimizers components; registered by :func:`beitlab.utils.register_all_modules`."""

@@ -1,0 +1,1 @@
+"""evaluation metrics components; registered by :func:`beitlab.utils.register_all_modules`."""

@@ -1,0 +1,1 @@
+"""masking components; registered by :func:`beitlab.utils.register_all_modules`."""

@@ -1,0 +1,1 @@
+"""models data_preprocessors components; registered by :func:`beitlab.utils.register_all_modules`."""

@@ -1,0 +1,1 @@
+"""models targets components; registered by :func:`beitlab.utils.register_all_modules`."""

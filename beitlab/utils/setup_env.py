@@ -1,0 +1,37 @@
+"""Explicit registration of every beitlab component."""
+import importlib
+import pkgutil
+
+# Packages whose modules register components into ``beitlab.registry``. The
+# downstream adapters (``beitlab.downstream``) register into mmseg's and mmdet's
+# registries instead and are loaded by those configs through ``custom_imports``.
+COMPONENT_PACKAGES = (
+    'beitlab.models',
+    'beitlab.masking',
+    'beitlab.datasets',
+    'beitlab.evaluation',
+    'beitlab.engine',
+    'beitlab.visualization',
+)
+
+
+def _import_tree(package_name: str) -> None:
+    package = importlib.import_module(package_name)
+    for info in pkgutil.walk_packages(package.__path__, prefix=package_name + '.'):
+        importlib.import_module(info.name)
+
+
+def register_all_modules(init_default_scope: bool = False) -> None:
+    """Import every component module so that its decorator fills its registry.
+
+    Args:
+        init_default_scope: also make ``beitlab`` the current mmengine default
+            scope (configs normally set ``default_scope = 'beitlab'`` themselves).
+    """
+    for name in COMPONENT_PACKAGES:
+        _import_tree(name)
+    if init_default_scope:
+        from mmengine.registry import DefaultScope
+        if DefaultScope.get_current_instance() is None or \
+                DefaultScope.get_current_instance().scope_name != 'beitlab':
+            DefaultScope.get_instance(f'beitlab-{id(register_all_modules)}', scope_name='beitlab')

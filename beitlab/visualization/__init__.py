@@ -1,0 +1,1 @@
+"""visualization components; registered by :func:`beitlab.utils.register_all_modules`."""

@@ -1,0 +1,32 @@
+from setuptools import find_packages, setup
+
+
+def read_version() -> str:
+    namespace: dict = {}
+    with open('beitlab/version.py') as f:
+        exec(f.read(), namespace)
+    return namespace['__version__']
+
+
+setup(
+    name='beitlab',
+    version=read_version(),
+    description='BEiT-style masked image modeling on the OpenMMLab stack',
+    long_description=open('README.md').read() if __import__('os').path.exists('README.md') else '',
+    long_description_content_type='text/markdown',
+    python_requires='>=3.9',
+    packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools', 'projects')),
+    install_requires=[
+        'torch>=2.1',
+        'mmengine>=0.10.0',
+        'mmcv>=2.0.0,<2.2.0',
+        'numpy',
+        'pillow',
+        'tqdm',
+    ],
+    extras_require={
+        'tests': ['pytest>=7', 'pytest-timeout', 'scikit-image'],
+        'downstream': ['mmdet==3.3.0', 'mmsegmentation==1.2.2', 'pycocotools', 'ftfy', 'regex'],
+    },
+    license='Apache-2.0',
+)
