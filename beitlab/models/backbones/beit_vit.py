@@ -1,0 +1,461 @@
+"""BEiT vision Transformer backbone (Bao et al., 2021, "BEiT: BERT Pre-Training of Image
+Transformers", Sec. 2.2 and 2.5; spec ``beit-method.md`` Sec. III).
+
+Patch embedding, ``[MASK]`` replacement of masked patches, CLS token, absolute and/or
+relative position bias, pre-LayerNorm blocks with layer scale and stochastic depth.
+Parameter names are exactly those of the official implementation (``microsoft/unilm``,
+``beit/modeling_pretrain.py`` and ``modeling_finetune.py``), so official weights load 1:1.
+"""
+import math
+from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from beitlab.registry import MODELS
+from .rel_pos_bias import (RelativePositionBias, build_relative_position_index,
+                           num_relative_distance, relative_position_bias_for_grid,
+                           to_2tuple_grid)
+
+__all__ = ['BEiTViT', 'BEiTAttention', 'BEiTBlock', 'PatchEmbed', 'Mlp', 'DropPath']
+
+LN_EPS = 1e-6
+INIT_STD = 0.02
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch per sample (Huang et al., 2016)."""
+
+    def __init__(self, drop_prob: float = 0.) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.drop_prob == 0. or not self.training:
+            return x
+        keep_prob = 1 - self.drop_prob
+        keep = x.new_empty((x.shape[0], ) + (1, ) * (x.dim() - 1)).bernoulli_(keep_prob)
+        return x * keep / keep_prob
+
+    def extra_repr(self) -> str:
+        return f'drop_prob={self.drop_prob}'
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping P x P patches, linearly projected by a strided conv (spec III.A.1)."""
+
+    def __init__(self, in_channels: int, embed_dims: int, patch_size: int) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_channels, embed_dims, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x: [B, C, H, W]`` -> ``[B, N, D]``, N = (H/P)*(W/P) in row-major order."""
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Mlp(nn.Module):
+    """FFN(Y) = GELU(Y W1 + b1) W2 + b2 (spec III.B.2)."""
+
+    def __init__(self, embed_dims: int, feedforward_channels: int, drop: float = 0.) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(embed_dims, feedforward_channels)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(feedforward_channels, embed_dims)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class BEiTAttention(nn.Module):
+    """Multi-head self-attention with q/v biases (no k bias) and an optional own relative
+    position bias table (spec III.B.1; BEiT Sec. 2.5).
+
+    Args:
+        embed_dims: D.
+        num_heads: heads; D must be divisible by it.
+        qv_bias: learnable ``q_bias`` and ``v_bias`` (the k bias is fixed at zero).
+        grid: when given, this layer owns ``relative_position_bias_table`` for that patch
+            grid (official fine-tuning: one table per layer).
+        proj_drop: dropout after the output projection.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, qv_bias: bool = True,
+                 grid: Optional[Tuple[int, int]] = None, proj_drop: float = 0.) -> None:
+        super().__init__()
+        if embed_dims % num_heads != 0:
+            raise ValueError(f'embed_dims={embed_dims} is not divisible by num_heads={num_heads}')
+        self.num_heads = num_heads
+        self.head_dims = embed_dims // num_heads
+        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=False)
+        if qv_bias:
+            self.q_bias = nn.Parameter(torch.zeros(embed_dims))
+            self.v_bias = nn.Parameter(torch.zeros(embed_dims))
+        else:
+            self.q_bias, self.v_bias = None, None
+        self.grid = to_2tuple_grid(grid) if grid is not None else None
+        if self.grid is not None:
+            self.relative_position_bias_table = nn.Parameter(
+                torch.zeros(num_relative_distance(self.grid), num_heads))
+            self.register_buffer('relative_position_index',
+                                 build_relative_position_index(self.grid), persistent=False)
+        else:
+            self.relative_position_bias_table = None
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def attn_bias(self, grid: Tuple[int, int], rel_pos_bias: Optional[Tensor],
+                  num_tokens: int) -> Optional[Tensor]:
+        """Sum of this layer's bias and the shared one: ``[heads, T, T]`` or None.
+
+        Biases are built for (CLS + patches); without a CLS token the last T rows/columns
+        (the patches) are used.
+        """
+        bias = None
+        if self.relative_position_bias_table is not None:
+            bias = relative_position_bias_for_grid(self.relative_position_bias_table,
+                                                   self.relative_position_index, self.grid, grid)
+        if rel_pos_bias is not None:
+            bias = rel_pos_bias if bias is None else bias + rel_pos_bias
+        if bias is not None and bias.shape[-1] != num_tokens:
+            bias = bias[:, -num_tokens:, -num_tokens:]
+        return bias
+
+    def forward(self, x: Tensor, grid: Tuple[int, int],
+                rel_pos_bias: Optional[Tensor] = None) -> Tensor:
+        """``x: [B, T, D]``, ``rel_pos_bias: [heads, T', T']`` (shared) -> ``[B, T, D]``."""
+        b, t, d = x.shape
+        qkv_bias = None
+        if self.q_bias is not None:
+            qkv_bias = torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
+        qkv = F.linear(x, self.qkv.weight, qkv_bias)
+        q, k, v = qkv.reshape(b, t, 3, self.num_heads, self.head_dims).permute(2, 0, 3, 1, 4)
+        bias = self.attn_bias(grid, rel_pos_bias, t)
+        if bias is not None:
+            bias = bias.to(q.dtype)
+        # softmax(q k^T / sqrt(d_k) + bias) v, the relative bias enters as a float mask
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        x = x.transpose(1, 2).reshape(b, t, d)
+        return self.proj_drop(self.proj(x))
+
+
+class BEiTBlock(nn.Module):
+    """Pre-LN Transformer layer with layer scale (CaiT) and stochastic depth:
+
+    ``x = x + drop_path(gamma_1 * MHSA(LN(x)))``; ``x = x + drop_path(gamma_2 * FFN(LN(x)))``.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, feedforward_channels: int,
+                 qv_bias: bool = True, drop_rate: float = 0., drop_path_rate: float = 0.,
+                 layer_scale_init_value: float = 0., grid: Optional[Tuple[int, int]] = None) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(embed_dims, eps=LN_EPS)
+        self.attn = BEiTAttention(embed_dims, num_heads, qv_bias=qv_bias, grid=grid,
+                                  proj_drop=drop_rate)
+        self.drop_path = DropPath(drop_path_rate)
+        self.norm2 = nn.LayerNorm(embed_dims, eps=LN_EPS)
+        self.mlp = Mlp(embed_dims, feedforward_channels, drop=drop_rate)
+        if layer_scale_init_value > 0:
+            self.gamma_1 = nn.Parameter(layer_scale_init_value * torch.ones(embed_dims))
+            self.gamma_2 = nn.Parameter(layer_scale_init_value * torch.ones(embed_dims))
+        else:
+            self.gamma_1, self.gamma_2 = None, None
+
+    def forward(self, x: Tensor, grid: Tuple[int, int],
+                rel_pos_bias: Optional[Tensor] = None) -> Tensor:
+        """``x: [B, T, D]`` -> ``[B, T, D]``."""
+        y = self.attn(self.norm1(x), grid, rel_pos_bias)
+        x = x + self.drop_path(y if self.gamma_1 is None else self.gamma_1 * y)
+        y = self.mlp(self.norm2(x))
+        return x + self.drop_path(y if self.gamma_2 is None else self.gamma_2 * y)
+
+
+@MODELS.register_module()
+class BEiTViT(BaseModule):
+    """BEiT ViT encoder: ``H_0 = [E_CLS; E'_1..E'_N] + E_pos`` with ``E'_i = E_[MASK]`` for
+    masked patches, then L pre-LN layers (BEiT Sec. 2.2, 2.5; spec III.A-B).
+
+    Args:
+        arch: ``'tiny' | 'small' | 'base' | 'large'`` or a dict with ``embed_dims``,
+            ``num_layers``, ``num_heads`` and ``feedforward_channels``.
+        img_size: image size the position embedding / bias index are built for.
+        patch_size: P.
+        in_channels: C.
+        out_indices: layers whose output is returned (negative counts from the end).
+        out_type: ``'raw'`` [B, 1+N, D], ``'cls_token'`` [B, D], ``'featmap'``
+            [B, D, H/P, W/P] or ``'avg_featmap'`` [B, D] (mean of patch tokens then
+            ``fc_norm``; the final ``norm`` is then absent, like official
+            ``use_mean_pooling``).
+        use_abs_pos_emb: learnable 1D position embedding over 1+N positions.
+        use_shared_rel_pos_bias: one relative position bias for all layers
+            (``rel_pos_bias.relative_position_bias_table``, official pre-training).
+        use_rel_pos_bias: one table per layer
+            (``blocks.i.attn.relative_position_bias_table``, official fine-tuning).
+        layer_scale_init_value: > 0 enables ``gamma_1``/``gamma_2`` at this value.
+        qv_bias: q and v biases in attention (no k bias).
+        drop_rate: dropout after position embedding, attention projection and FFN.
+        drop_path_rate: stochastic depth of the last layer; rises linearly from 0.
+        final_norm: LayerNorm ``norm`` after the last layer (not with ``avg_featmap``).
+        with_cls_token: prepend the CLS token.
+        frozen_stages: -1 freezes nothing; k >= 0 freezes the embeddings (patch, CLS,
+            [MASK], position, shared relative bias) and the first k layers; k = L also
+            the final norm.
+        init_cfg: mmengine init config (e.g. ``Pretrained``); without it the official
+            initialisation is used.
+    """
+
+    arch_zoo: Dict[str, Dict[str, int]] = {
+        'tiny': dict(embed_dims=192, num_layers=12, num_heads=3, feedforward_channels=768),
+        'small': dict(embed_dims=384, num_layers=12, num_heads=6, feedforward_channels=1536),
+        'base': dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
+        'large': dict(embed_dims=1024, num_layers=24, num_heads=16, feedforward_channels=4096),
+    }
+    OUT_TYPES = ('raw', 'cls_token', 'featmap', 'avg_featmap')
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'base',
+                 img_size: Union[int, Tuple[int, int]] = 224,
+                 patch_size: int = 16,
+                 in_channels: int = 3,
+                 out_indices: Union[int, Sequence[int]] = -1,
+                 out_type: str = 'cls_token',
+                 use_abs_pos_emb: bool = True,
+                 use_shared_rel_pos_bias: bool = False,
+                 use_rel_pos_bias: bool = False,
+                 layer_scale_init_value: float = 0.0,
+                 qv_bias: bool = True,
+                 drop_rate: float = 0.,
+                 drop_path_rate: float = 0.,
+                 final_norm: bool = True,
+                 with_cls_token: bool = True,
+                 frozen_stages: int = -1,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = self._parse_arch(arch)
+        self.embed_dims = self.arch_settings['embed_dims']
+        self.num_layers = self.arch_settings['num_layers']
+        self.num_heads = self.arch_settings['num_heads']
+        self.feedforward_channels = self.arch_settings['feedforward_channels']
+
+        self.img_size = to_2tuple_grid(img_size)
+        self.patch_size = patch_size
+        self.in_channels = in_channels
+        if self.img_size[0] % patch_size or self.img_size[1] % patch_size:
+            raise ValueError(f'img_size={self.img_size} is not divisible by patch_size={patch_size}')
+        self.grid = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
+        self.num_patches = self.grid[0] * self.grid[1]
+
+        if out_type not in self.OUT_TYPES:
+            raise ValueError(f'out_type={out_type!r} is not one of {self.OUT_TYPES}')
+        if out_type == 'cls_token' and not with_cls_token:
+            raise ValueError("out_type='cls_token' needs with_cls_token=True")
+        self.out_type = out_type
+        self.with_cls_token = with_cls_token
+        self.num_extra_tokens = 1 if with_cls_token else 0
+
+        D = self.embed_dims
+        self.patch_embed = PatchEmbed(in_channels, D, patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if with_cls_token else None
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, D))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.num_extra_tokens + self.num_patches, D)) \
+            if use_abs_pos_emb else None
+        self.pos_drop = nn.Dropout(drop_rate)
+        self.rel_pos_bias = RelativePositionBias(self.grid, self.num_heads) \
+            if use_shared_rel_pos_bias else None
+
+        dpr = torch.linspace(0, drop_path_rate, self.num_layers).tolist()
+        self.blocks = nn.ModuleList([
+            BEiTBlock(D, self.num_heads, self.feedforward_channels, qv_bias=qv_bias,
+                      drop_rate=drop_rate, drop_path_rate=dpr[i],
+                      layer_scale_init_value=layer_scale_init_value,
+                      grid=self.grid if use_rel_pos_bias else None)
+            for i in range(self.num_layers)
+        ])
+
+        self.final_norm = final_norm and out_type != 'avg_featmap'
+        self.norm = nn.LayerNorm(D, eps=LN_EPS) if self.final_norm else None
+        self.fc_norm = nn.LayerNorm(D, eps=LN_EPS) if out_type == 'avg_featmap' else None
+
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        self.out_indices = []
+        for index in out_indices:
+            if not -self.num_layers <= index < self.num_layers:
+                raise ValueError(f'out_indices entry {index} is out of range for '
+                                 f'{self.num_layers} layers')
+            self.out_indices.append(index % self.num_layers)
+        if not -1 <= frozen_stages <= self.num_layers:
+            raise ValueError(f'frozen_stages={frozen_stages} must be in [-1, {self.num_layers}]')
+        self.frozen_stages = frozen_stages
+
+        self._official_init()
+        self._freeze_stages()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def _parse_arch(cls, arch: Union[str, dict]) -> Dict[str, int]:
+        if isinstance(arch, str):
+            if arch not in cls.arch_zoo:
+                raise KeyError(f'unknown BEiTViT arch {arch!r}; expected one of '
+                               f'{sorted(cls.arch_zoo)} or a dict')
+            return dict(cls.arch_zoo[arch])
+        required = {'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'}
+        if not isinstance(arch, dict) or set(arch) != required:
+            raise ValueError(f'a custom arch must be a dict with exactly the keys {sorted(required)}, '
+                             f'got {arch!r}')
+        return {k: int(v) for k, v in arch.items()}
+
+    def _official_init(self) -> None:
+        """Official BEiT init: trunc-normal(0.02) for tokens and Linear/Conv weights, zero
+        biases, LayerNorm 1/0, then attn.proj and mlp.fc2 weights of layer l divided by
+        sqrt(2 l) (``fix_init_weight``)."""
+        for token in (self.cls_token, self.mask_token, self.pos_embed):
+            if token is not None:
+                nn.init.trunc_normal_(token, std=INIT_STD)
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                nn.init.trunc_normal_(m.weight, std=INIT_STD)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        with torch.no_grad():
+            for layer_id, block in enumerate(self.blocks, start=1):
+                block.attn.proj.weight.div_(math.sqrt(2.0 * layer_id))
+                block.mlp.fc2.weight.div_(math.sqrt(2.0 * layer_id))
+
+    def init_weights(self) -> None:
+        """The official init already ran in ``__init__``; an ``init_cfg`` (e.g.
+        ``Pretrained``) is applied on top by mmengine."""
+        super().init_weights()
+
+    def _frozen_modules(self) -> List[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        modules: List[nn.Module] = [self.patch_embed, self.pos_drop]
+        if self.rel_pos_bias is not None:
+            modules.append(self.rel_pos_bias)
+        modules.extend(self.blocks[:self.frozen_stages])
+        if self.frozen_stages == self.num_layers:
+            modules.extend(m for m in (self.norm, self.fc_norm) if m is not None)
+        return modules
+
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages < 0:
+            return
+        for token in (self.cls_token, self.mask_token, self.pos_embed):
+            if token is not None:
+                token.requires_grad = False
+        for m in self._frozen_modules():
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'BEiTViT':
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    # ------------------------------------------------------------------ forward
+    def _check_mask(self, mask: Tensor, batch: int, grid: Tuple[int, int]) -> Tensor:
+        """``mask: [B, H/P, W/P]`` (or flattened ``[B, N]``) bool -> ``[B, N]`` bool."""
+        n = grid[0] * grid[1]
+        if tuple(mask.shape) == (batch, ) + tuple(grid):
+            mask = mask.flatten(1)
+        elif tuple(mask.shape) != (batch, n):
+            raise ValueError(f'mask of shape {tuple(mask.shape)} does not fit the input: expected '
+                             f'[B, H/P, W/P] = {[batch, *grid]} (or [B, N] = {[batch, n]})')
+        return mask.bool()
+
+    def embed(self, x: Tensor, mask: Optional[Tensor] = None) -> Tuple[Tensor, Tuple[int, int]]:
+        """Input sequence H_0 (spec III.A.4).
+
+        Args:
+            x: ``[B, C, H, W]``.
+            mask: ``[B, H/P, W/P]`` bool, True = masked (row-major like the patches).
+        Returns:
+            tokens ``[B, 1+N, D]`` (``[B, N, D]`` without CLS) and the grid ``(H/P, W/P)``.
+        """
+        b, c, h, w = x.shape
+        if c != self.in_channels or h % self.patch_size or w % self.patch_size:
+            raise ValueError(f'input of shape {tuple(x.shape)}: expected {self.in_channels} channels '
+                             f'and H, W divisible by patch_size={self.patch_size}')
+        grid = (h // self.patch_size, w // self.patch_size)
+        if self.pos_embed is not None and grid != self.grid:
+            raise ValueError(
+                f'input grid {grid} (image {h}x{w}, patch {self.patch_size}) differs from the grid '
+                f'{self.grid} the absolute position embedding was built for (img_size='
+                f'{self.img_size}); build the backbone with that img_size or resize pos_embed with '
+                f'beitlab.models.backbones.rel_pos_bias.resize_pos_embed')
+        tokens = self.patch_embed(x)  # [B, N, D]
+        if mask is not None:
+            mask = self._check_mask(mask, b, grid)
+            tokens = torch.where(mask.unsqueeze(-1), self.mask_token.to(tokens.dtype), tokens)
+        if self.cls_token is not None:
+            tokens = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1)
+        if self.pos_embed is not None:
+            tokens = tokens + self.pos_embed
+        return self.pos_drop(tokens), grid
+
+    def _format_output(self, tokens: Tensor, grid: Tuple[int, int]) -> Tensor:
+        if self.out_type == 'raw':
+            return tokens
+        if self.out_type == 'cls_token':
+            return tokens[:, 0]
+        patches = tokens[:, self.num_extra_tokens:]
+        if self.out_type == 'featmap':
+            b, _, d = patches.shape
+            return patches.reshape(b, grid[0], grid[1], d).permute(0, 3, 1, 2).contiguous()
+        return self.fc_norm(patches.mean(dim=1))  # avg_featmap
+
+    def _layers(self, x: Tensor, mask: Optional[Tensor]):
+        """Yield ``(layer index, tokens after it, grid)``; the last one after the final norm."""
+        tokens, grid = self.embed(x, mask)
+        shared_bias = self.rel_pos_bias(grid) if self.rel_pos_bias is not None else None
+        for i, block in enumerate(self.blocks):
+            tokens = block(tokens, grid, shared_bias)
+            if i == self.num_layers - 1 and self.norm is not None:
+                tokens = self.norm(tokens)
+            yield i, tokens, grid
+
+    def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
+        """``x: [B, C, H, W]``, ``mask: [B, H/P, W/P]`` bool -> one output per ``out_indices``."""
+        outs = []
+        for i, tokens, grid in self._layers(x, mask):
+            if i in self.out_indices:
+                outs.append(self._format_output(tokens, grid))
+        return tuple(outs)
+
+    def forward_features(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        """Tokens ``[B, 1+N, D]`` after the last layer and the final norm (if any)."""
+        for _, tokens, _ in self._layers(x, mask):
+            pass
+        return tokens
+
+    # ------------------------------------------------------------------ optimisation helpers
+    def no_weight_decay(self) -> Set[str]:
+        """Parameter names exempt from weight decay (as official BEiT; 1-D parameters and
+        biases are usually exempted by the optimizer constructor as well)."""
+        names = {'cls_token', 'pos_embed'}
+        return {n for n in names if getattr(self, n) is not None}
+
+    def get_layer_id(self, param_name: str, prefix: str = '') -> int:
+        """Layer id for layer-wise learning-rate decay (BEiT Sec. 3.1, fine-tuning).
+
+        Embeddings (``cls_token``, ``mask_token``, ``pos_embed``, ``patch_embed.*``,
+        ``rel_pos_bias.*``) -> 0, ``blocks.i.*`` -> i + 1, anything else (final norms,
+        heads, names without ``prefix``) -> L + 1.
+        """
+        if not param_name.startswith(prefix):
+            return self.num_layers + 1
+        name = param_name[len(prefix):]
+        if name in ('cls_token', 'mask_token', 'pos_embed') or \
+                name.startswith(('patch_embed.', 'rel_pos_bias.')):
+            return 0
+        if name.startswith('blocks.'):
+            return int(name.split('.')[1]) + 1
+        return self.num_layers + 1
