@@ -22,12 +22,15 @@ def _import_tree(package_name: str) -> None:
 
 
 def register_all_modules(init_default_scope: bool = False) -> None:
-    """Import every component module so that its decorator fills its registry.
+    """Import every component module so that its decorator fills its registry,
+    and make checkpoint loading safe (see :mod:`beitlab.utils.checkpoint`).
 
     Args:
         init_default_scope: also make ``beitlab`` the current mmengine default
             scope (configs normally set ``default_scope = 'beitlab'`` themselves).
     """
+    from .checkpoint import install_safe_checkpoint_loading
+    install_safe_checkpoint_loading()
     for name in COMPONENT_PACKAGES:
         _import_tree(name)
     if init_default_scope:

@@ -1,0 +1,94 @@
+"""Safe checkpoint loading on torch >= 2.6 (``weights_only=True`` always).
+
+mmengine 0.10.7 calls ``torch.load`` without ``weights_only`` and stores a few of
+its own types in checkpoints (the message hub's ``HistoryBuffer``, numpy scalars and
+arrays in the logged history). We allow-list exactly those types so that ``--resume``
+and ``load_from`` work, and replace mmengine's local-file loader with one that passes
+``weights_only=True`` explicitly and turns a refused pickle into an error naming the
+file. Nothing ever falls back to unsafe loading.
+"""
+import os.path as osp
+import pickle
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from mmengine.logging.history_buffer import HistoryBuffer
+from mmengine.runner.checkpoint import CheckpointLoader
+
+__all__ = ['MMENGINE_SAFE_GLOBALS', 'UnsafeCheckpointError', 'safe_torch_load',
+           'install_safe_checkpoint_loading']
+
+
+def _numpy_safe_globals() -> list:
+    """numpy types that mmengine's logged history pickles (scalars, arrays, dtypes)."""
+    try:
+        from numpy._core.multiarray import _reconstruct, scalar  # numpy >= 2
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct, scalar
+    dtype_classes = [type(np.dtype(name)) for name in (
+        'float16', 'float32', 'float64', 'int8', 'int16', 'int32', 'int64', 'uint8', 'bool')]
+    return [_reconstruct, scalar, np.ndarray, np.dtype, *dtype_classes]
+
+
+_HISTORY_BUFFER_STATISTICS = {'min', 'max', 'current', 'mean'}
+
+
+def _history_buffer_method(obj: Any, name: str) -> Any:
+    """A ``getattr`` restricted to what mmengine pickles with it.
+
+    ``HistoryBuffer`` keeps its statistics (``min``, ``mean``, ...) as functions of
+    the class, which pickle as ``getattr(HistoryBuffer, 'min')``. Allow-listing the real ``getattr`` would
+    let a crafted file reach any attribute of any loaded object, so the global
+    ``builtins.getattr`` is mapped to this function instead.
+    """
+    allowed = _HISTORY_BUFFER_STATISTICS | set(HistoryBuffer._statistics_methods)
+    if obj is not HistoryBuffer or name not in allowed:
+        raise pickle.UnpicklingError(
+            f'getattr({obj!r}, {name!r}) is not allowed in a checkpoint; only the '
+            f'HistoryBuffer statistics {sorted(allowed)} are')
+    return getattr(obj, name)
+
+
+# The exact non-tensor types an mmengine checkpoint of this stack carries.
+MMENGINE_SAFE_GLOBALS = [
+    HistoryBuffer, *_numpy_safe_globals(),
+    (_history_buffer_method, '__builtin__.getattr'),
+    (_history_buffer_method, 'builtins.getattr'),
+]
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """A checkpoint file holds a pickled object outside the allow-list."""
+
+
+def safe_torch_load(filename: str, map_location: Any = 'cpu') -> Any:
+    """``torch.load(filename, weights_only=True)`` with a clear error on refusal.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        UnsafeCheckpointError: the file carries a pickled object that is not a tensor,
+            a plain Python container or one of :data:`MMENGINE_SAFE_GLOBALS`.
+    """
+    filename = osp.expanduser(str(filename))
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint file {filename!r} does not exist')
+    try:
+        return torch.load(filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UnsafeCheckpointError(
+            f'refused to load checkpoint {filename!r}: it contains a pickled object that '
+            f'is not allowed with weights_only=True (only tensors, plain Python types and '
+            f'mmengine\'s logging types are accepted). If you trust the file, re-save it '
+            f'as a plain state dict elsewhere. Details: {err}') from err
+
+
+def _load_from_local(filename: str, map_location: Optional[Any]) -> Any:
+    return safe_torch_load(filename, map_location=map_location)
+
+
+def install_safe_checkpoint_loading() -> None:
+    """Allow-list mmengine's checkpoint types and route local loads through
+    :func:`safe_torch_load` (used by ``load_from``, ``--resume`` and ``init_cfg``)."""
+    torch.serialization.add_safe_globals(MMENGINE_SAFE_GLOBALS)
+    CheckpointLoader.register_scheme(prefixes='', loader=_load_from_local, force=True)

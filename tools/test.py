@@ -1,0 +1,92 @@
+"""Evaluate a checkpoint on a beitlab (or mmseg / mmdet) config.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out preds.pkl]
+                         [--show-dir DIR] [--cfg-options k=v ...] [--launcher ...]
+
+The metrics are printed and written to ``<work_dir>/metrics.json``.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+from beitlab.utils import prepare_config, register_all_modules
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test a checkpoint with a beitlab config')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='directory for logs and metrics.json')
+    parser.add_argument('--out', help='dump the raw predictions to this pickle file')
+    parser.add_argument('--show-dir', help='save visualisations (overlays, boxes, masks) '
+                        'under <work_dir>/<timestamp>/<show_dir>')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config keys')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def enable_show_dir(cfg: Config, show_dir: str) -> None:
+    """Turn on the config's visualisation hook (mmseg's SegVisualizationHook,
+    mmdet's DetVisualizationHook or beitlab's) and point it at ``show_dir``."""
+    hooks = cfg.default_hooks
+    vis_hook = hooks.get('visualization')
+    if vis_hook is None:
+        raise KeyError(f'--show-dir {show_dir!r} needs a `default_hooks.visualization` hook '
+                       f'in the config; {cfg.filename} has none')
+    vis_hook['draw'] = True
+    vis_hook['interval'] = 1
+    if 'DetVisualizationHook' in vis_hook['type'] or 'SegVisualizationHook' in vis_hook['type']:
+        # mmdet's hook takes test_out_dir; mmseg's writes to the visualizer save_dir.
+        if 'DetVisualizationHook' in vis_hook['type']:
+            vis_hook['test_out_dir'] = show_dir
+        else:
+            cfg.visualizer['save_dir'] = osp.join(cfg.work_dir, show_dir)
+    else:
+        vis_hook['out_dir'] = show_dir
+
+
+def main() -> None:
+    args = parse_args()
+    register_all_modules()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
+        './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    if args.show_dir:
+        enable_show_dir(cfg, args.show_dir)
+    if args.out:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise ValueError(f'--out must end with .pkl or .pickle, got {args.out!r}')
+        evaluator = cfg.test_evaluator
+        dump = dict(type='DumpResults', out_file_path=args.out)
+        cfg.test_evaluator = [*evaluator, dump] if isinstance(evaluator, list) \
+            else [evaluator, dump]
+
+    prepare_config(cfg)
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    os.makedirs(cfg.work_dir, exist_ok=True)
+    out_json = osp.join(cfg.work_dir, 'metrics.json')
+    with open(out_json, 'w') as f:
+        json.dump({k: float(v) if isinstance(v, (int, float)) or hasattr(v, 'item') else v
+                   for k, v in metrics.items()}, f, indent=2)
+    print(json.dumps(metrics, indent=2, default=float))
+    print(f'metrics written to {out_json}')
+
+
+if __name__ == '__main__':
+    main()
