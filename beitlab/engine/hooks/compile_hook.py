@@ -1,0 +1,65 @@
+"""Compile a submodule of the model with ``torch.compile`` before training (opt-in).
+
+Used by the performance work (``docs/performance.md``): ``custom_hooks =
+[dict(type='CompileHook', target='backbone')]`` compiles the backbone in place
+(``nn.Module.compile``), so state-dict keys, checkpoints and DDP wrapping are
+unchanged. Keep it off unless the benchmark shows a gain on the machine at hand:
+the first iterations pay the compilation.
+"""
+from typing import Optional
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from torch import nn
+
+from beitlab.registry import HOOKS
+
+__all__ = ['CompileHook', 'compile_submodule']
+
+
+def compile_submodule(model: nn.Module, target: str = 'backbone', mode: Optional[str] = None,
+                      dynamic: Optional[bool] = False, fullgraph: bool = False) -> nn.Module:
+    """Compile ``model.<target>`` in place and return it.
+
+    Args:
+        model: the algorithm (a model wrapper such as DDP is unwrapped).
+        target: dotted path of the submodule, ``''`` for the whole model.
+        mode: ``torch.compile`` mode (``None``, ``'max-autotune'``, ...).
+        dynamic: ``False`` specialises on the (fixed) training shapes.
+        fullgraph: fail instead of falling back to eager on a graph break.
+    """
+    if is_model_wrapper(model):
+        model = model.module
+    try:
+        sub = model.get_submodule(target) if target else model
+    except AttributeError as e:
+        raise KeyError(f'CompileHook: model {type(model).__name__} has no submodule '
+                       f'{target!r}') from e
+    sub.compile(mode=mode, dynamic=dynamic, fullgraph=fullgraph)
+    return sub
+
+
+@HOOKS.register_module()
+class CompileHook(Hook):
+    """``torch.compile`` one submodule of the model in place before the run starts.
+
+    Args:
+        target: dotted path of the submodule (``'backbone'``; ``''`` = whole model).
+        mode, dynamic, fullgraph: passed to ``torch.compile``.
+    """
+
+    priority = 'VERY_LOW'
+
+    def __init__(self, target: str = 'backbone', mode: Optional[str] = None,
+                 dynamic: Optional[bool] = False, fullgraph: bool = False) -> None:
+        self.target = target
+        self.mode = mode
+        self.dynamic = dynamic
+        self.fullgraph = fullgraph
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        """Compile the target submodule of ``model``; also used by the benchmark tool."""
+        return compile_submodule(model, self.target, self.mode, self.dynamic, self.fullgraph)
+
+    def before_run(self, runner) -> None:
+        self.apply(runner.model)
