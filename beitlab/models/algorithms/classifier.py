@@ -1,0 +1,77 @@
+"""Image classifier for fine-tuning a (pre-trained) BEiT backbone (spec V.A)."""
+from typing import List, Optional, Sequence, Union
+
+from mmengine.model import BaseModel
+from mmengine.structures import BaseDataElement
+from torch import Tensor, nn
+
+from beitlab.registry import MODELS
+
+__all__ = ['ImageClassifier']
+
+
+@MODELS.register_module()
+class ImageClassifier(BaseModel):
+    """Backbone + classification head (spec V.A: the MIM head is replaced by a linear head).
+
+    Args:
+        backbone: config or module; must return a tuple whose last entry is ``[B, D]``
+            (``out_type='cls_token'`` or ``'avg_featmap'``).
+        head: config or module (:class:`~beitlab.models.heads.cls_head.ClsHead`).
+        pretrained: checkpoint loaded into the backbone by :meth:`init_weights` through
+            :func:`beitlab.utils.pretrained.load_pretrained_backbone` (a beitlab MIM or an official
+            BEiT checkpoint; shared rel-pos bias copied per layer, grids interpolated, the MIM
+            head dropped). None: the backbone keeps its own init.
+        pretrained_prefix: prefix of backbone keys in that checkpoint (``'backbone.'`` for
+            beitlab checkpoints; official files are detected automatically).
+        data_preprocessor: config or module (default ``ClsDataPreprocessor``).
+    """
+
+    def __init__(self, backbone: Union[dict, nn.Module] = dict(type='BEiTViT'),
+                 head: Union[dict, nn.Module] = dict(type='ClsHead'),
+                 pretrained: Optional[str] = None, pretrained_prefix: str = 'backbone.',
+                 data_preprocessor: Optional[Union[dict, nn.Module]] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='ClsDataPreprocessor')
+        if isinstance(data_preprocessor, dict):
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.backbone = MODELS.build(backbone) if isinstance(backbone, dict) else backbone
+        self.head = MODELS.build(head) if isinstance(head, dict) else head
+        self.pretrained = pretrained
+        self.pretrained_prefix = pretrained_prefix
+        self.pretrained_report: Optional[dict] = None
+
+    def init_weights(self) -> None:
+        """Init every part, then load ``pretrained`` into the backbone (once, at training start)."""
+        super().init_weights()
+        if self.pretrained:
+            from beitlab.utils.pretrained import load_pretrained_backbone
+            self.pretrained_report = load_pretrained_backbone(
+                self.backbone, self.pretrained, prefix=self.pretrained_prefix)
+
+    def extract_feat(self, inputs: Tensor) -> tuple:
+        """``inputs: [B, 3, H, W]`` -> backbone outputs (tuple)."""
+        return self.backbone(inputs)
+
+    def forward(self, inputs: Tensor, data_samples: Optional[List[BaseDataElement]] = None,
+                mode: str = 'tensor'):
+        """mode 'tensor' -> logits ``[B, C]``; 'loss' -> dict; 'predict' -> data samples."""
+        if mode == 'tensor':
+            return self.head(self.extract_feat(inputs))
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        raise ValueError(f"ImageClassifier: mode must be 'tensor', 'loss' or 'predict', got {mode!r}")
+
+    def loss(self, inputs: Tensor, data_samples: Sequence[BaseDataElement]) -> dict:
+        """Cross-entropy of the head (soft targets after Mixup/CutMix)."""
+        return self.head.loss(self.extract_feat(inputs), data_samples)
+
+    def predict(self, inputs: Tensor,
+                data_samples: Optional[Sequence[BaseDataElement]] = None
+                ) -> Sequence[BaseDataElement]:
+        """Adds ``pred_score [C]`` and ``pred_label [1]`` to every data sample."""
+        return self.head.predict(self.extract_feat(inputs), data_samples)
