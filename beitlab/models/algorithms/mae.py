@@ -1,0 +1,118 @@
+"""MAE: masked autoencoder whose encoder sees only the visible patches.
+
+He et al., "Masked Autoencoders Are Scalable Vision Learners" (CVPR 2022), Sec. 3:
+random masking at a high ratio (0.75), the encoder runs on the visible 25% of the
+tokens only (which is where the ~3x pre-training speed-up comes from), a light
+decoder sees encoded visible tokens plus shared mask tokens, and the loss is the
+MSE on per-patch normalised pixels of the masked patches only.
+
+The encoder is beitlab's stock ``BEiTViT``, driven piece by piece
+(``patch_embed``, ``pos_embed``, ``cls_token``, ``blocks``, ``norm``) so the
+visible tokens are gathered before the first block. A shared relative position
+bias is gathered to the visible tokens too, so the same backbone config as BEiT
+pre-training can be compared.
+"""
+from typing import Dict, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from beitlab.registry import MODELS
+from .mim_base import MIMRegressionBase
+
+__all__ = ['MAE']
+
+
+@MODELS.register_module()
+class MAE(MIMRegressionBase):
+    """Masked autoencoder pre-training (He et al. 2022).
+
+    Args:
+        backbone: BEiTViT config/module; ``use_rel_pos_bias`` (one table per layer)
+            is not supported since its bias is built for the full sequence.
+        head: ``MAEDecoder`` config/module.
+        target_generator: defaults to ``PixelTarget(norm_pix=True)`` with the
+            backbone's patch size.
+        mask_ratio: fraction of patches removed per image (0.75, MAE Sec. 4 Fig. 5).
+        data_preprocessor, init_cfg: as in mmengine.
+
+    Masks are drawn here (``random_masking``), not taken from the data pipeline,
+    so every sample keeps the same number of visible tokens.
+    """
+
+    def __init__(self,
+                 backbone: Union[dict, nn.Module],
+                 head: Union[dict, nn.Module],
+                 target_generator: Optional[Union[dict, nn.Module]] = None,
+                 mask_ratio: float = 0.75,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        if target_generator is None:
+            patch = backbone.patch_size if isinstance(backbone, nn.Module) \
+                else backbone.get('patch_size', 16)
+            target_generator = dict(type='PixelTarget', patch_size=patch, norm_pix=True)
+        super().__init__(backbone, head, target_generator, data_preprocessor, init_cfg)
+        if not 0.0 < mask_ratio < 1.0:
+            raise ValueError(f'MAE: mask_ratio={mask_ratio} must lie in (0, 1)')
+        self.mask_ratio = mask_ratio
+        if any(b.attn.relative_position_bias_table is not None for b in self.backbone.blocks):
+            raise ValueError('MAE: a backbone with use_rel_pos_bias=True (one bias table per '
+                             'layer) cannot run on a subset of tokens; use use_abs_pos_emb and/or '
+                             'use_shared_rel_pos_bias')
+
+    def random_masking(self, batch: int, num_patches: int,
+                       device: torch.device) -> Tuple[Tensor, Tensor, Tensor]:
+        """Per-sample random shuffle (MAE ``random_masking``).
+
+        Returns:
+            ids_keep: ``[B, N_vis]`` int64 indices of the visible patches.
+            mask: ``[B, N]`` bool, True = removed (masked), in patch order.
+            ids_restore: ``[B, N]`` int64, un-shuffles ``[visible; masked]`` to patch order.
+        """
+        num_keep = int(num_patches * (1 - self.mask_ratio))
+        noise = torch.rand(batch, num_patches, device=device)
+        ids_shuffle = torch.argsort(noise, dim=1)
+        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        ids_keep = ids_shuffle[:, :num_keep]
+        mask = torch.ones(batch, num_patches, dtype=torch.bool, device=device)
+        mask[:, :num_keep] = False
+        mask = torch.gather(mask, 1, ids_restore)
+        return ids_keep, mask, ids_restore
+
+    def forward_encoder(self, img: Tensor, ids_keep: Tensor) -> Tensor:
+        """img: [B, C, H, W], ids_keep: [B, N_vis] -> latent [B, E + N_vis, D] (E = 1 with CLS)."""
+        bb = self.backbone
+        B = img.shape[0]
+        grid = (img.shape[-2] // bb.patch_size, img.shape[-1] // bb.patch_size)
+        x = bb.patch_embed(img)  # [B, N, D]
+        E = bb.num_extra_tokens
+        if bb.pos_embed is not None:
+            if grid != bb.grid:
+                raise ValueError(f'MAE: input grid {grid} differs from the backbone grid {bb.grid}')
+            x = x + bb.pos_embed[:, E:]
+        x = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        if bb.cls_token is not None:
+            cls = bb.cls_token if bb.pos_embed is None else bb.cls_token + bb.pos_embed[:, :1]
+            x = torch.cat([cls.expand(B, -1, -1), x], dim=1)
+        x = bb.pos_drop(x)
+        bias = None
+        if bb.rel_pos_bias is not None:
+            full = bb.rel_pos_bias(grid)  # [heads, 1+N, 1+N] (CLS first)
+            idx = ids_keep + 1
+            if E:
+                idx = torch.cat([idx.new_zeros(B, 1), idx], dim=1)  # [B, T]
+            bias = full[:, idx[:, :, None], idx[:, None, :]].transpose(0, 1)  # [B, heads, T, T]
+        for block in bb.blocks:
+            x = block(x, grid, bias)
+        if bb.norm is not None:
+            x = bb.norm(x)
+        return x
+
+    def loss(self, img: Tensor, mask: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """MAE loss; a pipeline mask is ignored (masks are drawn by ``random_masking``)."""
+        num_patches = (img.shape[-2] // self.backbone.patch_size) * \
+            (img.shape[-1] // self.backbone.patch_size)
+        ids_keep, mask, ids_restore = self.random_masking(img.shape[0], num_patches, img.device)
+        latent = self.forward_encoder(img, ids_keep)
+        target = self.target_generator(img)  # [B, N, P*P*C]
+        return self.head.loss(latent, target, mask, ids_restore)
