@@ -50,3 +50,24 @@ def build_frozen_network(cfg: Union[dict, nn.Module],
     for p in net.parameters():
         p.requires_grad_(False)
     return net
+
+
+class FrozenNetworkMixin:
+    """Hold frozen networks outside the module tree, so they are neither parameters
+    (optimizers, DDP) nor state-dict entries (a checkpoint of the owner does not carry
+    the teacher it was trained against), yet follow ``.to()`` / ``.cuda()`` / ``.half()``.
+
+    Use as the first base of an ``nn.Module`` and call ``self.set_frozen(name, net)``.
+    """
+
+    def set_frozen(self, name: str, net: Optional[nn.Module]) -> None:
+        frozen = self.__dict__.setdefault('_frozen_networks', {})
+        frozen[name] = net
+        object.__setattr__(self, name, net)
+
+    def _apply(self, fn, *args, **kwargs):  # noqa: ANN001 (torch's private signature)
+        result = super()._apply(fn, *args, **kwargs)
+        for net in self.__dict__.get('_frozen_networks', {}).values():
+            if net is not None:
+                net._apply(fn)
+        return result

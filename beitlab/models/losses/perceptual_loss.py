@@ -6,7 +6,8 @@ term ``sum_l ||phi_l(x) - phi_l(x_hat)||^2 / (C_l H_l W_l)`` on the features of 
 frozen network at several layers, so that images with the same tokens look alike
 to a network rather than pixel by pixel. The paper uses VGG / a self-supervised
 ResNet; here the network is any registered backbone loaded from a checkpoint
-(nothing can be downloaded).
+(nothing can be downloaded). The network is not a submodule: it never trains,
+never enters the optimizer and is not saved with the tokenizer.
 """
 from typing import Optional, Sequence, Union
 
@@ -15,13 +16,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from beitlab.registry import MODELS
-from beitlab.utils.frozen_network import build_frozen_network
+from beitlab.utils.frozen_network import FrozenNetworkMixin, build_frozen_network
 
 __all__ = ['PerceptualLoss']
 
 
 @MODELS.register_module()
-class PerceptualLoss(nn.Module):
+class PerceptualLoss(FrozenNetworkMixin, nn.Module):
     """Feature distance of a frozen network between a reconstruction and its target.
 
     Args:
@@ -51,17 +52,13 @@ class PerceptualLoss(nn.Module):
                  input_mean: Sequence[float] = (0., 0., 0.),
                  input_std: Sequence[float] = (1., 1., 1.)) -> None:
         super().__init__()
-        self.network = build_frozen_network(network, checkpoint, prefix)
+        # held outside the module tree: no parameters, no state-dict entries
+        self.set_frozen('network', build_frozen_network(network, checkpoint, prefix))
         self.layer_weights = None if layer_weights is None else list(layer_weights)
         self.normalize_features = normalize_features
         self.loss_weight = loss_weight
         self.register_buffer('input_mean', torch.tensor(input_mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer('input_std', torch.tensor(input_std).view(1, -1, 1, 1), persistent=False)
-
-    def train(self, mode: bool = True) -> 'PerceptualLoss':
-        super().train(mode)
-        self.network.eval()  # frozen: never dropout / drop path / BN updates
-        return self
 
     def _features(self, x: Tensor) -> tuple:
         feats = self.network((x - self.input_mean) / self.input_std)
