@@ -18,7 +18,8 @@ __all__ = ['CompileHook', 'compile_submodule']
 
 
 def compile_submodule(model: nn.Module, target: str = 'backbone', mode: Optional[str] = None,
-                      dynamic: Optional[bool] = False, fullgraph: bool = False) -> nn.Module:
+                      dynamic: Optional[bool] = False, fullgraph: bool = False,
+                      backend: str = 'inductor') -> nn.Module:
     """Compile ``model.<target>`` in place and return it.
 
     Args:
@@ -27,6 +28,7 @@ def compile_submodule(model: nn.Module, target: str = 'backbone', mode: Optional
         mode: ``torch.compile`` mode (``None``, ``'max-autotune'``, ...).
         dynamic: ``False`` specialises on the (fixed) training shapes.
         fullgraph: fail instead of falling back to eager on a graph break.
+        backend: ``torch.compile`` backend (``'eager'`` only traces: for tests).
     """
     if is_model_wrapper(model):
         model = model.module
@@ -35,7 +37,10 @@ def compile_submodule(model: nn.Module, target: str = 'backbone', mode: Optional
     except AttributeError as e:
         raise KeyError(f'CompileHook: model {type(model).__name__} has no submodule '
                        f'{target!r}') from e
-    sub.compile(mode=mode, dynamic=dynamic, fullgraph=fullgraph)
+    kwargs = dict(dynamic=dynamic, fullgraph=fullgraph, backend=backend)
+    if mode is not None:
+        kwargs['mode'] = mode
+    sub.compile(**kwargs)
     return sub
 
 
@@ -45,21 +50,24 @@ class CompileHook(Hook):
 
     Args:
         target: dotted path of the submodule (``'backbone'``; ``''`` = whole model).
-        mode, dynamic, fullgraph: passed to ``torch.compile``.
+        mode, dynamic, fullgraph, backend: passed to ``torch.compile``.
     """
 
     priority = 'VERY_LOW'
 
     def __init__(self, target: str = 'backbone', mode: Optional[str] = None,
-                 dynamic: Optional[bool] = False, fullgraph: bool = False) -> None:
+                 dynamic: Optional[bool] = False, fullgraph: bool = False,
+                 backend: str = 'inductor') -> None:
         self.target = target
+        self.backend = backend
         self.mode = mode
         self.dynamic = dynamic
         self.fullgraph = fullgraph
 
     def apply(self, model: nn.Module) -> nn.Module:
         """Compile the target submodule of ``model``; also used by the benchmark tool."""
-        return compile_submodule(model, self.target, self.mode, self.dynamic, self.fullgraph)
+        return compile_submodule(model, self.target, self.mode, self.dynamic, self.fullgraph,
+                                 self.backend)
 
     def before_run(self, runner) -> None:
         self.apply(runner.model)

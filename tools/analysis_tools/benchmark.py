@@ -1,0 +1,315 @@
+"""Measure a config's data pipeline, training step, model step and inference.
+
+    python tools/analysis_tools/benchmark.py CONFIG [--iters 10] [--warmup 3]
+        [--batch-size B] [--amp bf16] [--device cpu|cuda] [--out result.json]
+        [--phases data,train,model,infer] [--compile] [--checkpoint-blocks]
+        [--cfg-options k=v ...]
+
+Phases (each reported as images/s from the median iteration, plus peak memory):
+  data   the configured train dataloader alone (workers, decoding, transforms);
+  train  the full iteration as the Runner runs it: next batch from the loader,
+         data preprocessor, tokenizer/target, forward, backward, optimizer step;
+  model  the same step on batches loaded beforehand (no data wait); its FLOPs
+         (one step under ``FlopCounterMode``) over its median time give the
+         achieved FLOP/s, compared with a dense matrix multiply timed in this run;
+  target the target generator (tokenizer) alone, when the model has one;
+  infer  ``forward(mode=--infer-mode)`` under ``torch.no_grad`` in eval mode.
+Peak memory is CUDA ``max_memory_allocated`` or this process's peak RSS (the
+dataloader workers are separate processes and are not counted in the RSS).
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any, Callable, Iterator, Optional
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import DefaultScope
+from mmengine.runner import Runner
+
+from beitlab.engine.hooks.activation_checkpoint_hook import ActivationCheckpointHook
+from beitlab.engine.hooks.compile_hook import CompileHook
+from beitlab.registry import HOOKS, MODELS
+from beitlab.utils.benchmark import (PhaseResult, count_flops, format_table,
+                                     measure_matmul_rate, time_iterations)
+from beitlab.utils.setup_env import register_all_modules
+
+PHASES = ('data', 'train', 'model', 'target', 'infer')
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Benchmark a beitlab config')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--iters', type=int, default=10, help='timed iterations per phase')
+    parser.add_argument('--warmup', type=int, default=3, help='untimed iterations per phase')
+    parser.add_argument('--batch-size', type=int, help='override train_dataloader.batch_size')
+    parser.add_argument('--num-workers', type=int, help='override train_dataloader.num_workers')
+    parser.add_argument('--amp', choices=['none', 'bf16'], default='none',
+                        help='bf16: autocast through AutocastOptimWrapper (CPU or GPU)')
+    parser.add_argument('--device', choices=['cpu', 'cuda'],
+                        default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--phases', default='data,train,model,target,infer',
+                        help=f'comma-separated subset of {",".join(PHASES)}')
+    parser.add_argument('--infer-mode', default='tensor',
+                        help="forward mode of the inference phase ('tensor' or 'predict')")
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the backbone (CompileHook) before timing')
+    parser.add_argument('--checkpoint-blocks', action='store_true',
+                        help='activation checkpointing of backbone.blocks '
+                        '(ActivationCheckpointHook) before timing')
+    parser.add_argument('--matmul-size', type=int, help='side of the reference matmul')
+    parser.add_argument('--threads', type=int, help='torch.set_num_threads (CPU)')
+    parser.add_argument('--no-flops', action='store_true', help='skip the FLOP count')
+    parser.add_argument('--out', help='write the results as JSON to this file')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config keys, e.g. train_dataloader.num_workers=2')
+    args = parser.parse_args(argv)
+    args.phases = [p.strip() for p in args.phases.split(',') if p.strip()]
+    unknown = sorted(set(args.phases) - set(PHASES))
+    if unknown:
+        parser.error(f'--phases: unknown {unknown}, expected a subset of {list(PHASES)}')
+    return args
+
+
+def _loadavg() -> Optional[list[float]]:
+    try:
+        with open('/proc/loadavg') as f:
+            return [float(v) for v in f.read().split()[:3]]
+    except OSError:
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or 'unknown'
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """Versions and hardware, written into the JSON next to the figures."""
+    import mmengine
+    info = dict(python=platform.python_version(), torch=torch.__version__,
+                mmengine=mmengine.__version__, cpu=_cpu_model(), cpu_count=os.cpu_count(),
+                torch_threads=torch.get_num_threads(),
+                cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                mkldnn_bf16=bool(getattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported',
+                                         lambda: False)()))
+    if device.type == 'cuda':
+        info['gpu'] = torch.cuda.get_device_name(device)
+        info['cuda'] = torch.version.cuda
+    return info
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.batch_size is not None:
+        cfg.train_dataloader.batch_size = args.batch_size
+    if args.num_workers is not None:
+        cfg.train_dataloader.num_workers = args.num_workers
+        if args.num_workers == 0:
+            cfg.train_dataloader.persistent_workers = False
+    if args.amp == 'bf16':
+        # mmengine's AmpOptimWrapper refuses CPUs; this wrapper autocasts on any
+        # device and needs no loss scaler for bfloat16.
+        ow = cfg.optim_wrapper
+        if ow.get('type', 'OptimWrapper') in ('OptimWrapper', 'AmpOptimWrapper'):
+            ow.type = 'AutocastOptimWrapper'
+            ow.pop('loss_scale', None)
+        ow.dtype = 'bfloat16'
+    return cfg
+
+
+def infinite_batches(loader) -> Iterator[Any]:
+    """Batches forever; a new epoch re-uses the (persistent) workers."""
+    while True:
+        yielded = False
+        for batch in loader:
+            yielded = True
+            yield batch
+        if not yielded:
+            raise RuntimeError('benchmark: the train dataloader yielded no batch '
+                               '(empty dataset, or drop_last with too few samples)')
+
+
+def _target_view(model, batch) -> Optional[Callable[[], Any]]:
+    """A call of the target generator on the tokenizer view, or None if the model has none."""
+    tg = getattr(model, 'target_generator', None)
+    if tg is None:
+        return None
+    data = model.data_preprocessor(batch, True)
+    inputs = data['inputs']
+    view = inputs[-1] if isinstance(inputs, (list, tuple)) else inputs
+
+    def run():
+        with torch.no_grad():
+            return tg(view)
+    return run
+
+
+def build_model(cfg: Config, args: argparse.Namespace, device: torch.device):
+    model = MODELS.build(cfg.model)
+    if hasattr(model, 'init_weights'):
+        model.init_weights()
+    model.to(device)
+    model.train()
+    hooks = [HOOKS.build(h) for h in cfg.get('custom_hooks', []) or []]
+    if args.checkpoint_blocks:
+        hooks.append(ActivationCheckpointHook(['backbone.blocks']))
+    if args.compile:
+        hooks.append(CompileHook('backbone'))
+    applied = []
+    # Order: checkpoint wrappers first, so a compiled backbone sees them.
+    for h in sorted(hooks, key=lambda h: not isinstance(h, ActivationCheckpointHook)):
+        if isinstance(h, (ActivationCheckpointHook, CompileHook)):
+            h.apply(model)
+            applied.append(type(h).__name__)
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    return model, optim_wrapper, applied
+
+
+def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    register_all_modules()
+    cfg = load_config(args)
+    DefaultScope.get_instance(f'benchmark-{time.time_ns()}',
+                              scope_name=cfg.get('default_scope', 'beitlab'))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    loadavg_start = _loadavg()
+
+    dl_cfg = cfg.train_dataloader
+    batch_size = int(dl_cfg.batch_size)
+    loader = Runner.build_dataloader(dl_cfg, seed=0)
+    batches = infinite_batches(loader)
+    results: dict[str, PhaseResult] = {}
+
+    if 'data' in args.phases:
+        results['data'] = time_iterations('data', lambda: next(batches), iters=args.iters,
+                                          warmup=args.warmup, images_per_iter=batch_size)
+        results['data'].extra['num_workers'] = int(dl_cfg.get('num_workers', 0))
+
+    model, optim_wrapper, applied = build_model(cfg, args, device)
+    preloaded = [next(batches) for _ in range(min(args.iters + args.warmup, 4))]
+
+    def train_step(batch) -> dict:
+        return model.train_step(batch, optim_wrapper)
+
+    flops = None
+    if 'train' in args.phases:
+        results['train'] = time_iterations('train', lambda: train_step(next(batches)),
+                                           iters=args.iters, warmup=args.warmup,
+                                           images_per_iter=batch_size, device=device)
+    if 'model' in args.phases:
+        counter = iter(range(1 << 62))
+        results['model'] = time_iterations(
+            'model', lambda: train_step(preloaded[next(counter) % len(preloaded)]),
+            iters=args.iters, warmup=args.warmup, images_per_iter=batch_size, device=device)
+        if not args.no_flops:
+            flops = count_flops(lambda: train_step(preloaded[0]))
+    # Measured after the model phases so the reference sees the same thread and
+    # clock state; bf16 runs are compared with the bf16 matmul rate.
+    mm_dtype = torch.bfloat16 if args.amp == 'bf16' else torch.float32
+    matmul = measure_matmul_rate(device, mm_dtype, args.matmul_size)
+
+    if 'target' in args.phases:
+        run_target = _target_view(model, preloaded[0])
+        if run_target is not None:
+            ctx = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp == 'bf16')
+
+            def target_step():
+                with ctx:
+                    run_target()
+            results['target'] = time_iterations('target', target_step, iters=args.iters,
+                                                warmup=args.warmup, images_per_iter=batch_size,
+                                                device=device)
+            if not args.no_flops:
+                results['target'].extra['flops'] = count_flops(target_step)['total']
+
+    if 'infer' in args.phases:
+        model.eval()
+
+        def infer_step():
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                 enabled=args.amp == 'bf16'):
+                data = model.data_preprocessor(preloaded[0], False)
+                return model(**data, mode=args.infer_mode)
+        results['infer'] = time_iterations('infer', infer_step, iters=args.iters,
+                                           warmup=args.warmup, images_per_iter=batch_size,
+                                           device=device)
+        model.train()
+
+    out: dict[str, Any] = dict(
+        config=args.config, device=str(device), batch_size=batch_size, amp=args.amp,
+        iters=args.iters, warmup=args.warmup, applied_hooks=applied,
+        optim_wrapper=cfg.optim_wrapper.get('type', 'OptimWrapper'),
+        machine=machine_info(device), matmul=matmul,
+        phases={k: v.to_dict() for k, v in results.items()})
+    if flops is not None:
+        step_s = results['model'].median_s
+        achieved = flops['total'] / step_s
+        out['model_flops'] = dict(
+            flops_per_step=flops['total'], flops_per_image=flops['total'] / batch_size,
+            by_op=flops['by_op'], achieved_flops_per_s=achieved,
+            utilisation=achieved / matmul['flops_per_s'])
+    out['loadavg_start'] = loadavg_start
+    out['loadavg_end'] = _loadavg()
+    return out
+
+
+def summary_table(result: dict[str, Any]) -> str:
+    rows = []
+    for name, ph in result['phases'].items():
+        mem = ph.get('peak_memory_bytes')
+        rows.append(dict(phase=name, **{
+            'images/s': ph['images_per_s'], 'mean images/s': ph['mean_images_per_s'],
+            'median s/iter': ph['median_s'],
+            'peak MiB': None if mem is None else mem / 2 ** 20}))
+    text = format_table(rows, ['phase', 'images/s', 'mean images/s', 'median s/iter',
+                               'peak MiB'])
+    mm = result['matmul']
+    lines = [
+        f"config {result['config']}  device {result['device']}  batch {result['batch_size']}  "
+        f"amp {result['amp']}  hooks {result['applied_hooks'] or '-'}",
+        f"machine {result['machine']['cpu']} ({result['machine']['torch_threads']} threads), "
+        f"torch {result['machine']['torch']}, load {result['loadavg_start']} -> "
+        f"{result['loadavg_end']}",
+        text,
+        f"matmul {mm['size']}^3 {mm['dtype']}: {mm['flops_per_s'] / 1e9:.1f} GFLOP/s "
+        f"(best {mm['best_flops_per_s'] / 1e9:.1f})"]
+    if 'model_flops' in result:
+        mf = result['model_flops']
+        lines.append(f"model step: {mf['flops_per_step'] / 1e9:.1f} GFLOP/step, achieved "
+                     f"{mf['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s = "
+                     f"{100 * mf['utilisation']:.0f}% of the matmul rate")
+    if 'data' in result['phases'] and 'model' in result['phases']:
+        ratio = result['phases']['data']['images_per_s'] / result['phases']['model']['images_per_s']
+        lines.append(f"data pipeline / model step: {ratio:.2f}x")
+    return '\n'.join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    result = run_benchmark(args)
+    print(summary_table(result))
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, 'w') as f:
+            json.dump(result, f, indent=2)
+        print(f'results written to {args.out}')
+    return result
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])
