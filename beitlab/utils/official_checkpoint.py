@@ -130,28 +130,25 @@ def _raise_if_bad(unknown: List[str], missing: List[str], allow_missing: bool,
                                  missing=missing if not allow_missing else ())
 
 
-def _square_side(n: int, what: str) -> int:
+def _square_side(n: int) -> Optional[int]:
     side = math.isqrt(n)
-    if side * side != n:
-        raise ValueError(f'{what} ({n} positions) is not a square grid; pass grid=(H, W)')
-    return side
+    return side if side * side == n else None
 
 
 def _infer_grid(state_dict: Dict[str, Tensor], num_extra_tokens: int) -> Optional[List[int]]:
-    """Patch grid from an index buffer, the position embedding or a bias table (square)."""
-    for k, v in state_dict.items():
-        if k.endswith(INDEX_SUFFIX):
-            side = _square_side(v.shape[0] - 1, k)
-            return [side, side]
+    """Square patch grid from an index buffer, the position embedding or a bias table;
+    None when there is none of them or the grid is not square (then ``meta`` must say)."""
+    sides = []
+    sides += [_square_side(v.shape[0] - 1) for k, v in state_dict.items()
+              if k.endswith(INDEX_SUFFIX)]
     if 'pos_embed' in state_dict:
-        side = _square_side(state_dict['pos_embed'].shape[1] - num_extra_tokens, 'pos_embed')
-        return [side, side]
+        sides.append(_square_side(state_dict['pos_embed'].shape[1] - num_extra_tokens))
     for k, v in state_dict.items():
         if k.endswith('relative_position_bias_table'):
-            # (2H-1)^2 + 3 entries
-            side = _square_side(v.shape[0] - 3, k)
-            return [(side + 1) // 2, (side + 1) // 2]
-    return None
+            side = _square_side(v.shape[0] - 3)  # (2H-1)^2 + 3 entries
+            sides.append((side + 1) // 2 if side is not None else None)
+    side = sides[0] if sides else None
+    return [side, side] if side is not None else None
 
 
 def infer_backbone_config(state_dict: Dict[str, Tensor]) -> Dict[str, Any]:
@@ -266,6 +263,9 @@ def beitlab_to_official(state_dict: Dict[str, Tensor], meta: Optional[Dict[str, 
         if meta and meta.get('index_buffers') is not None:
             names = [n for n in meta['index_buffers'] if n in names]
         if names:
+            if grid is None:
+                raise ValueError(f'cannot rebuild {names}: the patch grid is unknown (not square '
+                                 "and no meta['backbone']['grid']); export with with_index=False")
             index = build_relative_position_index(tuple(grid))
             for name in names:
                 official[name] = index.clone()

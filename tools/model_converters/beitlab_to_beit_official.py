@@ -1,0 +1,49 @@
+"""Export a beitlab BEiT checkpoint to the official BEiT pre-training format.
+
+    python tools/model_converters/beitlab_to_beit_official.py checkpoints/beit_fashion-mnist.pth \
+        beit_fashion-mnist_official.pth
+
+beitlab ``{'state_dict': {...}}`` -> official ``{'model': {...}}``: ``backbone.<name>``
+becomes ``<name>``, ``head.fc.*`` becomes ``lm_head.*`` and ``relative_position_index``
+buffers are rebuilt next to each bias table. Keys under ``--ignore-prefix`` (default: the
+frozen tokenizer ``target_generator.`` and ``data_preprocessor.``) are skipped; any other
+unknown key, and any missing BEiT parameter, is an error that names it.
+"""
+import argparse
+import sys
+from typing import List, Optional
+
+from beitlab.utils.official_checkpoint import (DEFAULT_EXPORT_IGNORED_PREFIXES,
+                                               CheckpointKeyError, export_official_file)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('src', help='beitlab checkpoint (dict with key "state_dict")')
+    parser.add_argument('dst', help='official-format checkpoint to write')
+    parser.add_argument('--no-index', action='store_true',
+                        help='do not write relative_position_index buffers')
+    parser.add_argument('--ignore-prefix', action='append', default=None,
+                        help='key prefix to skip (repeatable); default: '
+                        f'{" ".join(DEFAULT_EXPORT_IGNORED_PREFIXES)}')
+    parser.add_argument('--allow-missing', action='store_true')
+    parser.add_argument('--allow-unknown', action='store_true',
+                        help='skip keys without an official counterpart instead of failing')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    prefixes = tuple(args.ignore_prefix) if args.ignore_prefix else DEFAULT_EXPORT_IGNORED_PREFIXES
+    try:
+        keys = export_official_file(args.src, args.dst, not args.no_index, args.allow_missing,
+                                    args.allow_unknown, prefixes)
+    except CheckpointKeyError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+    print(f'wrote {args.dst}: {len(keys)} tensors')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
