@@ -202,7 +202,8 @@ def test_masked_logits_match_official_reference(per_layer_rel):
     backbone.load_state_dict({k[len('backbone.'):]: v for k, v in state_dict.items()
                               if k.startswith('backbone.')}, strict=True)
     head = nn.Linear(64, 50)
-    head.load_state_dict({'weight': state_dict['head.fc.weight'], 'bias': state_dict['head.fc.bias']})
+    head.load_state_dict({'weight': state_dict['head.fc.weight'],
+                          'bias': state_dict['head.fc.bias']})
     backbone.eval()
 
     x = torch.randn(3, 3, 32, 32)
@@ -323,7 +324,8 @@ def test_official_init_and_fix_init_weight():
         assert block.attn.qkv.weight.abs().max() < 0.02 * 6
         assert torch.equal(block.norm1.weight, torch.ones(256))
         assert not block.norm1.bias.any() and not block.attn.proj.bias.any()
-        assert not block.attn.q_bias.any() and torch.allclose(block.gamma_1, torch.full((256, ), .1))
+        assert not block.attn.q_bias.any()
+        assert torch.allclose(block.gamma_1, torch.full((256, ), .1))
     assert abs(m.mask_token.std().item() / 0.02 - 1) < 0.2
     assert abs(m.pos_embed.std().item() / 0.02 - 1) < 0.05
     assert not m.rel_pos_bias.relative_position_bias_table.any()
@@ -373,3 +375,17 @@ def test_build_from_config_and_errors():
         tiny_backbone(out_type='tokens')
     with pytest.raises(ValueError, match='out_indices'):
         tiny_backbone(out_indices=2)
+
+
+def test_loading_adapts_shared_table_and_other_resolution():
+    torch.manual_seed(0)
+    pre = tiny_backbone(use_shared_rel_pos_bias=True)  # official pre-training layout
+    randomize_(pre)
+    fine = tiny_backbone(img_size=48, use_rel_pos_bias=True)  # fine-tuning at 12 x 12
+    fine.load_state_dict(pre.state_dict())
+    table = pre.rel_pos_bias.relative_position_bias_table.detach()
+    expected = resize_rel_pos_bias_table(table, 8, 12)
+    for block in fine.blocks:
+        assert torch.equal(block.attn.relative_position_bias_table.detach(), expected)
+    assert torch.equal(fine.pos_embed.detach(), resize_pos_embed(pre.pos_embed.detach(), 8, 12))
+    assert torch.equal(fine.blocks[1].mlp.fc2.weight, pre.blocks[1].mlp.fc2.weight)

@@ -11,13 +11,14 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from beitlab.registry import MODELS
 from .rel_pos_bias import (RelativePositionBias, build_relative_position_index,
                            num_relative_distance, relative_position_bias_for_grid,
-                           to_2tuple_grid)
+                           resize_pos_embed, resize_rel_pos_bias_table, to_2tuple_grid)
 
 __all__ = ['BEiTViT', 'BEiTAttention', 'BEiTBlock', 'PatchEmbed', 'Mlp', 'DropPath']
 
@@ -150,7 +151,8 @@ class BEiTBlock(nn.Module):
 
     def __init__(self, embed_dims: int, num_heads: int, feedforward_channels: int,
                  qv_bias: bool = True, drop_rate: float = 0., drop_path_rate: float = 0.,
-                 layer_scale_init_value: float = 0., grid: Optional[Tuple[int, int]] = None) -> None:
+                 layer_scale_init_value: float = 0.,
+                 grid: Optional[Tuple[int, int]] = None) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(embed_dims, eps=LN_EPS)
         self.attn = BEiTAttention(embed_dims, num_heads, qv_bias=qv_bias, grid=grid,
@@ -244,7 +246,8 @@ class BEiTViT(BaseModule):
         self.patch_size = patch_size
         self.in_channels = in_channels
         if self.img_size[0] % patch_size or self.img_size[1] % patch_size:
-            raise ValueError(f'img_size={self.img_size} is not divisible by patch_size={patch_size}')
+            raise ValueError(f'img_size={self.img_size} is not divisible by '
+                             f'patch_size={patch_size}')
         self.grid = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
         self.num_patches = self.grid[0] * self.grid[1]
 
@@ -304,8 +307,8 @@ class BEiTViT(BaseModule):
             return dict(cls.arch_zoo[arch])
         required = {'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'}
         if not isinstance(arch, dict) or set(arch) != required:
-            raise ValueError(f'a custom arch must be a dict with exactly the keys {sorted(required)}, '
-                             f'got {arch!r}')
+            raise ValueError(f'a custom arch must be a dict with exactly the keys '
+                             f'{sorted(required)}, got {arch!r}')
         return {k: int(v) for k, v in arch.items()}
 
     def _official_init(self) -> None:
@@ -360,6 +363,44 @@ class BEiTViT(BaseModule):
         self._freeze_stages()
         return self
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """Adapt a checkpoint of another layout before loading, as official BEiT
+        fine-tuning does: a shared table is copied into every layer's table when this
+        model has per-layer tables only, and a position embedding or bias table built for
+        another (square) grid is interpolated to this grid (each change is logged)."""
+        shared_key = prefix + 'rel_pos_bias.relative_position_bias_table'
+        layer_keys = [f'{prefix}blocks.{i}.attn.relative_position_bias_table'
+                      for i in range(self.num_layers)]
+        if shared_key in state_dict and self.rel_pos_bias is None and \
+                self.blocks[0].attn.relative_position_bias_table is not None and \
+                not any(k in state_dict for k in layer_keys):
+            table = state_dict.pop(shared_key)
+            for k in layer_keys:
+                state_dict[k] = table.clone()
+            print_log(f'copied the shared {shared_key} into each layer\'s table', 'current')
+        pos_key = prefix + 'pos_embed'
+        if self.pos_embed is not None and pos_key in state_dict and \
+                state_dict[pos_key].shape != self.pos_embed.shape:
+            n = state_dict[pos_key].shape[1] - self.num_extra_tokens
+            side = math.isqrt(n)
+            if side * side == n:
+                state_dict[pos_key] = resize_pos_embed(state_dict[pos_key], side, self.grid,
+                                                       self.num_extra_tokens)
+                print_log(f'resized {pos_key} from grid {(side, side)} to {self.grid}', 'current')
+        for k in [shared_key] + layer_keys:
+            own = self.rel_pos_bias if k == shared_key else \
+                self.blocks[layer_keys.index(k)].attn
+            own_table = getattr(own, 'relative_position_bias_table', None)
+            if k not in state_dict or own_table is None or \
+                    state_dict[k].shape == own_table.shape:
+                continue
+            side = math.isqrt(state_dict[k].shape[0] - 3)
+            if side * side == state_dict[k].shape[0] - 3 and side % 2 == 1:
+                src = ((side + 1) // 2, ) * 2
+                state_dict[k] = resize_rel_pos_bias_table(state_dict[k], src, self.grid)
+                print_log(f'resized {k} from grid {src} to {self.grid}', 'current')
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # ------------------------------------------------------------------ forward
     def _check_mask(self, mask: Tensor, batch: int, grid: Tuple[int, int]) -> Tensor:
         """``mask: [B, H/P, W/P]`` (or flattened ``[B, N]``) bool -> ``[B, N]`` bool."""
@@ -382,8 +423,8 @@ class BEiTViT(BaseModule):
         """
         b, c, h, w = x.shape
         if c != self.in_channels or h % self.patch_size or w % self.patch_size:
-            raise ValueError(f'input of shape {tuple(x.shape)}: expected {self.in_channels} channels '
-                             f'and H, W divisible by patch_size={self.patch_size}')
+            raise ValueError(f'input of shape {tuple(x.shape)}: expected {self.in_channels} '
+                             f'channels and H, W divisible by patch_size={self.patch_size}')
         grid = (h // self.patch_size, w // self.patch_size)
         if self.pos_embed is not None and grid != self.grid:
             raise ValueError(

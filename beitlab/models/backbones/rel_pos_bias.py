@@ -51,8 +51,8 @@ def build_relative_position_index(grid: Union[int, Tuple[int, int]]) -> Tensor:
         index: ``[1+N, 1+N] int64``, N = H*W, tokens in order (CLS, row-major patches).
     """
     h, w = to_2tuple_grid(grid)
-    coords = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij'))  # [2, H, W]
-    coords = coords.flatten(1)  # [2, N]
+    coords = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')
+    coords = torch.stack(coords).flatten(1)  # [2, N] (row, col) of each patch, row-major
     rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)  # [N, N, 2]
     patch_index = (rel[..., 0] + h - 1) * (2 * w - 1) + (rel[..., 1] + w - 1)  # [N, N]
     total = num_relative_distance((h, w))
