@@ -1,0 +1,80 @@
+# BEiT masked image modeling on real Fashion-MNIST images, the shared experiment of
+# docs/DESIGN.md: ViT (6 layers, 192 dims, 3 heads) on 32 px images with 4 px patches
+# (8 x 8 = 64 patches), abs pos embed + shared relative position bias, layer scale 0.1;
+# targets from the Phase-1 dVAE (32 px input, 4x down -> 8 x 8 tokens). Runs on 2 CPU cores.
+# Differences from the ImageNet recipe (configs/beit/mim_vit-b.py), for small images and a
+# minutes-long run: crop scale (0.5, 1) (28 px items), 24 of 64 patches masked (the paper's
+# 75/196 = 38 %) in blocks of >= 4 patches (16/196 of the grid), no drop path, lr 1e-3 at
+# batch 128 with 100 warm-up iterations, iteration-based.
+_base_ = ['../_base_/default_runtime.py']
+
+data_root = 'data/fashion_mnist'
+img_size, patch_size = 32, 4
+grid = img_size // patch_size
+# Must equal the tokenizer of configs/dvae/dvae_fashion-mnist.py (tests check it).
+tokenizer = dict(type='DVAE', vocab_size=512, downsample=4, in_channels=3, hidden_channels=64,
+                 embed_dim=64, num_res_blocks=1)
+# Fashion-MNIST statistics (0.2860, 0.3530 of 255), as the fine-tuning config.
+mean, std = [72.94] * 3, [90.02] * 3
+
+model = dict(
+    type='BEiT',
+    backbone=dict(
+        type='BEiTViT',
+        arch=dict(embed_dims=192, num_layers=6, num_heads=3, feedforward_channels=768),
+        img_size=img_size, patch_size=patch_size, out_type='raw',
+        use_abs_pos_emb=True, use_shared_rel_pos_bias=True, use_rel_pos_bias=False,
+        layer_scale_init_value=0.1, drop_path_rate=0.0, final_norm=True),
+    target_generator=dict(type='VisualTokenTarget', tokenizer=tokenizer,
+                          checkpoint='checkpoints/dvae_fashion-mnist.pth'),
+    head=dict(type='MIMHead', in_channels=192, vocab_size=512),
+    data_preprocessor=dict(type='TwoViewDataPreprocessor', mean=mean, std=std,
+                           tok_mean=(0., 0., 0.), tok_std=(255., 255., 255.), to_rgb=True))
+
+train_pipeline = [
+    dict(type='LoadImageChecked'),
+    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='TwoViewRandomResizedCrop', size=img_size, second_size=img_size,
+         scale=(0.5, 1.0), interpolation='bicubic', second_interpolation='lanczos'),
+    dict(type='GenerateMask',
+         mask_generator=dict(type='BlockwiseMaskGenerator', input_size=grid,
+                             num_masking_patches=24, min_num_patches=4)),
+    dict(type='PackTwoViewInputs'),
+]
+train_dataloader = dict(
+    batch_size=128, num_workers=1, persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type='ImageNetStyleDataset', data_root=data_root, ann_file='meta/train.txt',
+                 data_prefix=dict(img_path='train'), pipeline=train_pipeline))
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
+    clip_grad=dict(max_norm=3.0),
+    paramwise_cfg=dict(
+        norm_decay_mult=0., bias_decay_mult=0.,
+        custom_keys={
+            'pos_embed': dict(decay_mult=0.),
+            'cls_token': dict(decay_mult=0.),
+            'mask_token': dict(decay_mult=0.),
+            'relative_position_bias_table': dict(decay_mult=0.),
+            'q_bias': dict(decay_mult=0.),
+            'v_bias': dict(decay_mult=0.),
+            'gamma_1': dict(decay_mult=0.),
+            'gamma_2': dict(decay_mult=0.),
+        }))
+
+max_iters, warmup_iters = 1500, 100
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, end_factor=1.0, by_epoch=False,
+         begin=0, end=warmup_iters),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, T_max=max_iters - warmup_iters,
+         by_epoch=False, begin=warmup_iters, end=max_iters),
+]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=25),
+    checkpoint=dict(type='CheckpointHook', interval=250, by_epoch=False, max_keep_ckpts=2))
+log_processor = dict(window_size=25, by_epoch=False)
