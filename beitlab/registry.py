@@ -11,6 +11,7 @@ that it is documented.
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import METRICS as MMENGINE_METRICS
+from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import \
     OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
@@ -25,7 +26,7 @@ from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 __all__ = [
     'MODELS', 'TOKENIZERS', 'TARGET_GENERATORS', 'MASK_GENERATORS', 'DATASETS',
     'TRANSFORMS', 'METRICS', 'HOOKS', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
-    'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'VISUALIZERS', 'VISBACKENDS',
+    'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'MODEL_WRAPPERS', 'VISUALIZERS', 'VISBACKENDS',
     'ALL_REGISTRIES'
 ]
 
@@ -94,6 +95,10 @@ OPTIM_WRAPPER_CONSTRUCTORS.__doc__ = """Optimizer wrapper constructors:
 PARAM_SCHEDULERS = Registry('parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS, scope='beitlab')
 PARAM_SCHEDULERS.__doc__ = """Parameter schedulers (mmengine's are found through the parent)."""
 
+MODEL_WRAPPERS = Registry('model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope='beitlab')
+MODEL_WRAPPERS.__doc__ = """Model wrappers for distributed training: ``__init__(module, **kwargs)``;
+``train_step``/``val_step``/``test_step`` as mmengine's ``MMDistributedDataParallel``."""
+
 VISUALIZERS = Registry('visualizer', parent=MMENGINE_VISUALIZERS, scope='beitlab')
 VISUALIZERS.__doc__ = """Visualizers: mmengine ``Visualizer`` subclasses."""
 
@@ -110,5 +115,6 @@ ALL_REGISTRIES = {
     'metrics': METRICS,
     'hooks': HOOKS,
     'optim_wrapper_constructors': OPTIM_WRAPPER_CONSTRUCTORS,
+    'model_wrappers': MODEL_WRAPPERS,
     'visualizers': VISUALIZERS,
 }

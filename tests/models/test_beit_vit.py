@@ -348,7 +348,9 @@ def test_sdpa_drop_path_layer_ids_and_frozen_stages(monkeypatch):
     assert m.num_layers == 3
     ids = {n: m.get_layer_id('backbone.' + n, prefix='backbone.') for n, _ in m.named_parameters()}
     assert ids['cls_token'] == ids['mask_token'] == ids['pos_embed'] == 0
-    assert ids['patch_embed.proj.weight'] == ids['rel_pos_bias.relative_position_bias_table'] == 0
+    assert ids['patch_embed.proj.weight'] == 0
+    # The shared table belongs to no block: official BEiT gives it the last id (L + 1).
+    assert ids['rel_pos_bias.relative_position_bias_table'] == 4
     assert ids['blocks.0.attn.qkv.weight'] == 1 and ids['blocks.2.mlp.fc2.bias'] == 3
     assert ids['norm.weight'] == 4 and m.get_layer_id('head.fc.weight', prefix='backbone.') == 4
     assert m.no_weight_decay() == {'cls_token', 'pos_embed'}

@@ -487,15 +487,16 @@ class BEiTViT(BaseModule):
     def get_layer_id(self, param_name: str, prefix: str = '') -> int:
         """Layer id for layer-wise learning-rate decay (BEiT Sec. 3.1, fine-tuning).
 
-        Embeddings (``cls_token``, ``mask_token``, ``pos_embed``, ``patch_embed.*``,
-        ``rel_pos_bias.*``) -> 0, ``blocks.i.*`` -> i + 1, anything else (final norms,
-        heads, names without ``prefix``) -> L + 1.
+        Embeddings (``cls_token``, ``mask_token``, ``pos_embed``, ``patch_embed.*``)
+        -> 0, ``blocks.i.*`` -> i + 1, anything else (the shared ``rel_pos_bias``,
+        final norms, heads, names without ``prefix``) -> L + 1, as official BEiT's
+        ``get_num_layer_for_vit``.
         """
         if not param_name.startswith(prefix):
             return self.num_layers + 1
         name = param_name[len(prefix):]
         if name in ('cls_token', 'mask_token', 'pos_embed') or \
-                name.startswith(('patch_embed.', 'rel_pos_bias.')):
+                name.startswith('patch_embed.'):
             return 0
         if name.startswith('blocks.'):
             return int(name.split('.')[1]) + 1

@@ -1,0 +1,1 @@
+"""Model wrappers for distributed training."""

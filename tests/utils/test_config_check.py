@@ -1,0 +1,34 @@
+"""An unknown ``type`` fails before training, naming registry, name and close names."""
+from mmengine.config import Config
+
+import pytest
+
+from beitlab.utils import UnknownTypeError, check_config_types, register_all_modules
+
+from ..tools_helpers import run_tool
+
+TOY = 'tests/data/configs/toy_regression.py'
+
+
+def test_unknown_model_type_names_registry_and_close_matches() -> None:
+    register_all_modules()
+    cfg = Config.fromfile(TOY)
+    cfg.model = dict(type='ToyRegresor')
+    with pytest.raises(UnknownTypeError) as info:
+        check_config_types(cfg)
+    message = str(info.value)
+    assert "'ToyRegresor'" in message and 'model' in message and 'ToyRegressor' in message
+
+
+def test_unknown_hook_in_train_tool_fails_before_training(tmp_path) -> None:
+    proc = run_tool('train.py', TOY, '--work-dir', tmp_path,
+                    '--cfg-options', 'default_hooks.logger.type=LogerHook', check=False)
+    assert proc.returncode != 0
+    assert 'UnknownTypeError' in proc.stderr
+    assert "'LogerHook'" in proc.stderr and 'hook' in proc.stderr and 'LoggerHook' in proc.stderr
+    assert 'Iter(train)' not in proc.stdout + proc.stderr
+
+
+def test_valid_config_passes() -> None:
+    register_all_modules()
+    check_config_types(Config.fromfile(TOY))
