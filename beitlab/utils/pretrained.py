@@ -8,15 +8,13 @@ differs, the relative position tables and the absolute position embedding are in
 to the new patch grid. Segmentation and detection adapters reuse
 :func:`load_pretrained_backbone`.
 """
-import math
 import re
-from typing import Dict, Mapping, Optional, Tuple, Union
+from typing import Dict, Mapping, Tuple, Union
 
 import torch
 from mmengine.logging import print_log
 from torch import Tensor, nn
 
-from beitlab.models.backbones.rel_pos_bias import resize_pos_embed, resize_rel_pos_bias_table
 from beitlab.utils.checkpoint import safe_torch_load
 
 __all__ = ['load_pretrained_backbone', 'extract_backbone_state', 'official_classifier_to_beitlab',
@@ -58,92 +56,51 @@ def extract_backbone_state(state: Mapping[str, Tensor], prefix: str = 'backbone.
     return kept, dropped
 
 
-def _square_grid_from_table(rows: int, key: str) -> Tuple[int, int]:
-    side = math.isqrt(rows - 3)
-    if side * side != rows - 3 or side % 2 == 0:
-        raise ValueError(f'{key}: a table of {rows} rows is not (2H-1)^2 + 3 for a square grid; '
-                         f'pass src_grid for non-square grids')
-    return ((side + 1) // 2, ) * 2
-
-
-def _square_grid_from_pos(tokens: int, key: str) -> Tuple[int, int]:
-    side = math.isqrt(tokens)
-    if side * side != tokens:
-        raise ValueError(f'{key}: {tokens} patch positions are not a square grid; pass src_grid')
-    return (side, side)
-
-
 def load_pretrained_backbone(backbone: nn.Module,
                              path_or_state: Union[str, Mapping[str, Tensor]],
                              prefix: str = 'backbone.',
-                             src_grid: Optional[Tuple[int, int]] = None,
                              logger: str = 'current') -> Dict[str, list]:
     """Load a beitlab MIM checkpoint or an official BEiT checkpoint into ``backbone``.
 
-    Steps: unwrap (``state_dict``/``model``), keep backbone keys (see
-    :func:`extract_backbone_state`), copy the shared relative position bias into every
-    ``blocks.i.attn.relative_position_bias_table`` when the target has per-layer tables and no
-    shared one, interpolate relative position tables and ``pos_embed`` to the target grid,
-    load non-strictly, and log missing / unexpected keys.
+    Steps: unwrap (``state_dict``/``model``), keep the backbone keys and drop the MIM head
+    (see :func:`extract_backbone_state`), then ``load_state_dict(strict=False)``. The layout
+    adaptation happens in ``BEiTViT._load_from_state_dict`` (so ``load_from`` and
+    ``init_cfg=Pretrained`` get it too): the shared relative position bias is copied into
+    every ``blocks.i.attn.relative_position_bias_table`` when the target has per-layer tables
+    only, and position embeddings / bias tables of another square grid are interpolated.
+    Missing and unexpected keys are logged and returned.
 
     Args:
-        backbone: a :class:`~beitlab.models.backbones.beit_vit.BEiTViT` (needs ``grid`` and
-            ``num_extra_tokens`` when grids differ).
+        backbone: a :class:`~beitlab.models.backbones.beit_vit.BEiTViT` (or any module with
+            the official BEiT parameter names).
         path_or_state: checkpoint file (loaded with ``weights_only=True``) or a state dict.
         prefix: prefix of the backbone keys in a beitlab checkpoint.
-        src_grid: patch grid of the checkpoint (default: inferred, assuming a square grid).
     Returns:
         dict with lists ``missing_keys``, ``unexpected_keys``, ``dropped_keys`` (MIM head and
-        other non-backbone entries), ``copied_keys`` (per-layer tables made from the shared
-        one) and ``resized_keys``.
+        other non-backbone entries) and ``copied_keys`` (per-layer tables made from the
+        shared one).
     Raises:
-        ValueError: a tensor whose shape still differs from the target after interpolation.
+        RuntimeError: (from torch) a tensor whose shape differs from the target's after the
+            adaptation, e.g. another ``embed_dims`` or ``patch_size``.
     """
     source = path_or_state if isinstance(path_or_state, str) else '<state dict>'
     checkpoint = safe_torch_load(path_or_state) if isinstance(path_or_state, str) else path_or_state
     state, dropped = extract_backbone_state(_unwrap(checkpoint), prefix)
-    target = backbone.state_dict()
-    copied, resized = [], []
-
-    # shared (pre-training) bias -> one table per layer (fine-tuning)
-    per_layer_keys = [k for k in target if _BLOCK_TABLE.match(k)]
-    if SHARED_TABLE in state and SHARED_TABLE not in target and per_layer_keys:
-        shared = state.pop(SHARED_TABLE)
-        for k in per_layer_keys:
-            if k not in state:
-                state[k] = shared.clone()
-                copied.append(k)
-
-    # interpolate to the target grid
-    dst_grid = tuple(getattr(backbone, 'grid', ()))
-    for key in list(state):
-        if key not in target or state[key].shape == target[key].shape:
-            continue
-        value = state[key]
-        if key.endswith('relative_position_bias_table') and value.dim() == 2 and dst_grid:
-            grid = tuple(src_grid) if src_grid else _square_grid_from_table(value.shape[0], key)
-            state[key] = resize_rel_pos_bias_table(value, grid, dst_grid)
-            resized.append(f'{key}: {tuple(value.shape)} -> {tuple(state[key].shape)}')
-        elif key == 'pos_embed' and dst_grid:
-            extra = int(getattr(backbone, 'num_extra_tokens', 1))
-            grid = tuple(src_grid) if src_grid else _square_grid_from_pos(value.shape[1] - extra, key)
-            state[key] = resize_pos_embed(value, grid, dst_grid, num_extra_tokens=extra)
-            resized.append(f'{key}: {tuple(value.shape)} -> {tuple(state[key].shape)}')
-        if state[key].shape != target[key].shape:
-            raise ValueError(f'{source}: {key} has shape {tuple(state[key].shape)} but the backbone '
-                             f'expects {tuple(target[key].shape)} (check arch / patch_size / '
-                             f'in_channels)')
-
+    target_keys = set(backbone.state_dict())
+    copied = []
+    if SHARED_TABLE in state and SHARED_TABLE not in target_keys:
+        copied = sorted((k for k in target_keys if _BLOCK_TABLE.match(k) and k not in state),
+                        key=lambda k: int(_BLOCK_TABLE.match(k).group(1)))
     result = backbone.load_state_dict(state, strict=False)
     report = dict(missing_keys=list(result.missing_keys),
                   unexpected_keys=list(result.unexpected_keys), dropped_keys=dropped,
-                  copied_keys=copied, resized_keys=resized)
+                  copied_keys=copied)
     print_log(
-        f'loaded pre-trained backbone from {source}: {len(state) - len(report["unexpected_keys"])} '
-        f'tensors; missing keys: {report["missing_keys"] or "none"}; unexpected keys: '
+        f'loaded pre-trained backbone from {source}: missing keys: '
+        f'{report["missing_keys"] or "none"}; unexpected keys: '
         f'{report["unexpected_keys"] or "none"}; dropped (head / non-backbone): {len(dropped)}'
         f'{" " + str(dropped[:8]) if dropped else ""}; shared rel-pos bias copied into '
-        f'{len(copied)} layers; resized: {resized or "none"}', logger=logger)
+        f'{len(copied)} layers', logger=logger)
     return report
 
 

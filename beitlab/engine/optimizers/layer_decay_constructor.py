@@ -1,15 +1,17 @@
 """Layer-wise learning-rate decay (LLRD) for fine-tuning BEiT (Bao et al., 2021, Sec. 3.1, App. B).
 
 Layer ids follow the backbone (``BEiTViT.get_layer_id``): CLS/mask tokens, position
-embeddings, the patch embedding and the shared relative position bias are layer 0, block
-``i`` is layer ``i + 1``, and everything else (final norm, ``fc_norm``, the head, and in
-segmentation/detection models the neck and decoders) is layer ``L + 1``. A parameter of
+embeddings and the patch embedding are layer 0, block ``i`` is layer ``i + 1``, and
+everything else (a shared relative position bias, final norm, ``fc_norm``, the head, and in
+segmentation/detection models the neck and decoders) is layer ``L + 1``, as official BEiT's
+``get_num_layer_for_vit``. A parameter of
 layer ``l`` gets ``lr = base_lr * decay ** (L + 1 - l)``.
 
 No weight decay on biases, norms and every other 1-D parameter, position embeddings, the
 CLS token and relative position bias tables; every other parameter gets the configured
 weight decay.
 """
+import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
@@ -134,13 +136,20 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         print_log(msg, logger='current')
 
 
-def _name_pattern(names: List[str], limit: int = 4) -> str:
-    """Compact list of parameter names: common block prefix with ``*``, at most ``limit`` shown."""
-    short = OrderedDict()
+def _name_pattern(names: List[str], limit: int = 6) -> str:
+    """Compact list of names: ``backbone.blocks.3.{attn.qkv.weight, mlp.fc1.weight}``."""
+    grouped: Dict[str, List[str]] = OrderedDict()
     for n in names:
-        parts = n.split('.')
-        # 'backbone.blocks.3.attn.qkv.weight' -> 'backbone.blocks.3.*.weight'
-        key = '.'.join(parts[:3]) + '.*.' + parts[-1] if len(parts) > 4 else n
-        short[key] = None
-    keys = list(short)
-    return ', '.join(keys[:limit]) + (f', ... (+{len(keys) - limit})' if len(keys) > limit else '')
+        m = re.match(r'^(.*?blocks\.\d+\.)(.+)$', n)
+        head, tail = (m.group(1), m.group(2)) if m else (n, '')
+        grouped.setdefault(head, []).append(tail)
+    parts = []
+    for head, tails in grouped.items():
+        tails = [t for t in tails if t]
+        if not tails:
+            parts.append(head)
+            continue
+        shown = ', '.join(tails[:limit]) + (f', ... (+{len(tails) - limit})'
+                                            if len(tails) > limit else '')
+        parts.append(f'{head}{{{shown}}}')
+    return '; '.join(parts)
