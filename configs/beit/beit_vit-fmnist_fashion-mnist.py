@@ -3,17 +3,18 @@
 # (8 x 8 = 64 patches), abs pos embed + shared relative position bias, layer scale 0.1;
 # targets from the Phase-1 dVAE (32 px input, 4x down -> 8 x 8 tokens). Runs on 2 CPU cores.
 # Differences from the ImageNet recipe (configs/beit/mim_vit-b.py), for small images and a
-# minutes-long run: crop scale (0.5, 1) (28 px items), 24 of 64 patches masked (the paper's
-# 75/196 = 38 %) in blocks of >= 4 patches (16/196 of the grid), no drop path, lr 1e-3 at
-# batch 128 with 100 warm-up iterations, iteration-based.
+# minutes-long run: 28 px items zero-padded to 32 px (as for the dVAE), crop scale (0.6, 1),
+# 24 of 64 patches masked (the paper's 75/196 = 38 %) in blocks of >= 4 patches (16/196 of
+# the grid), no drop path, lr 1e-3 at batch 128 with 100 warm-up iterations, by iteration.
 _base_ = ['../_base_/default_runtime.py']
 
 data_root = 'data/fashion_mnist'
 img_size, patch_size = 32, 4
 grid = img_size // patch_size
 # Must equal the tokenizer of configs/dvae/dvae_fashion-mnist.py (tests check it).
-tokenizer = dict(type='DVAE', vocab_size=512, downsample=4, in_channels=3, hidden_channels=64,
-                 embed_dim=64, num_res_blocks=1)
+tokenizer = dict(type='DVAE', vocab_size=512, downsample=4, in_channels=3, hidden_channels=32,
+                 embed_dim=64, num_res_blocks=1, beta=0.25,
+                 quantizer=dict(restart_unused_after=50))
 # Fashion-MNIST statistics (0.2860, 0.3530 of 255), as the fine-tuning config.
 mean, std = [72.94] * 3, [90.02] * 3
 
@@ -33,10 +34,11 @@ model = dict(
 
 train_pipeline = [
     dict(type='LoadImageChecked'),
+    dict(type='mmcv.Pad', size=(32, 32), pad_val=0),   # 28 -> 32 px as for the dVAE
     dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='TwoViewRandomResizedCrop', size=img_size, second_size=img_size,
-         scale=(0.5, 1.0), interpolation='bicubic', second_interpolation='lanczos'),
+         scale=(0.6, 1.0), interpolation='bicubic', second_interpolation='lanczos'),
     dict(type='GenerateMask',
          mask_generator=dict(type='BlockwiseMaskGenerator', input_size=grid,
                              num_masking_patches=24, min_num_patches=4)),
