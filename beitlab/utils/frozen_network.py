@@ -5,10 +5,11 @@ registered backbone, loaded from a beitlab checkpoint, never trained".
 """
 from typing import Optional, Union
 
+import torch
 from torch import nn
 
 from beitlab.registry import MODELS
-from beitlab.utils.checkpoint import safe_torch_load
+from beitlab.utils.checkpoint import MMENGINE_SAFE_GLOBALS, safe_torch_load
 
 __all__ = ['build_frozen_network', 'load_prefixed_state_dict']
 
@@ -22,7 +23,9 @@ def load_prefixed_state_dict(module: nn.Module, checkpoint: str, prefix: str = '
         KeyError: no key of the checkpoint starts with ``prefix``.
         RuntimeError: missing or unexpected keys (the message lists them).
     """
-    ckpt = safe_torch_load(checkpoint, map_location='cpu')
+    # mmengine training checkpoints carry a few logging types: allow exactly those
+    with torch.serialization.safe_globals(MMENGINE_SAFE_GLOBALS):
+        ckpt = safe_torch_load(checkpoint, map_location='cpu')
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
     sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if not sub:

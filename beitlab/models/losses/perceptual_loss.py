@@ -28,7 +28,8 @@ class PerceptualLoss(FrozenNetworkMixin, nn.Module):
     Args:
         network: config (or module) of a MODELS backbone whose ``forward(x)``
             returns a tuple of features, one per layer used (e.g. ``BEiTViT`` with
-            ``out_indices=(1, 3, 5)`` and ``out_type='featmap'``).
+            ``out_indices=(1, 3, 5)`` and ``out_type='featmap'``); ``type`` defaults to
+            ``BEiTViT``.
         checkpoint: file to load the network from (None: keep its initialisation,
             only sensible in tests).
         prefix: key prefix of the network in ``checkpoint`` (``'backbone.'`` for a
@@ -53,6 +54,8 @@ class PerceptualLoss(FrozenNetworkMixin, nn.Module):
                  input_std: Sequence[float] = (1., 1., 1.)) -> None:
         super().__init__()
         # held outside the module tree: no parameters, no state-dict entries
+        if isinstance(network, dict):
+            network = dict(dict(type='BEiTViT'), **network)
         self.set_frozen('network', build_frozen_network(network, checkpoint, prefix))
         self.layer_weights = None if layer_weights is None else list(layer_weights)
         self.normalize_features = normalize_features

@@ -27,7 +27,8 @@ class PerceptualDVAE(DVAE):
     Args:
         perceptual_loss: a MODELS loss config/module called as
             ``loss(recon [B, C, h, w], img [B, C, h, w]) -> scalar`` on images in
-            [0, 1] (``PerceptualLoss`` with a frozen network from a checkpoint). None
+            [0, 1]; ``type`` defaults to ``PerceptualLoss`` (a frozen network from a
+            checkpoint). None
             for a frozen tokenizer that only produces tokens.
         **dvae_kwargs: every :class:`DVAE` argument.
     """
@@ -35,8 +36,9 @@ class PerceptualDVAE(DVAE):
     def __init__(self, perceptual_loss: Optional[Union[dict, nn.Module]] = None,
                  **dvae_kwargs) -> None:
         super().__init__(**dvae_kwargs)
-        self.perceptual_loss = MODELS.build(perceptual_loss) \
-            if isinstance(perceptual_loss, dict) else perceptual_loss
+        if isinstance(perceptual_loss, dict):
+            perceptual_loss = MODELS.build(dict(dict(type='PerceptualLoss'), **perceptual_loss))
+        self.perceptual_loss = perceptual_loss
         self._last_recon: Optional[torch.Tensor] = None
 
     def forward(self, img: torch.Tensor) -> Dict[str, torch.Tensor]:

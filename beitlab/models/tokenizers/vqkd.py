@@ -25,6 +25,11 @@ from .quantizer import VectorQuantizer
 __all__ = ['VQKD']
 
 
+def _with_default_type(cfg: dict, default: str = 'BEiTViT') -> dict:
+    """Sub-network configs may leave out ``type`` (default ``BEiTViT``)."""
+    return dict(dict(type=default), **cfg)
+
+
 def _task_layer(in_dims: int, out_dims: int) -> nn.Sequential:
     """``Linear -> Tanh -> Linear``, the encode/decode task layers of official VQ-KD."""
     return nn.Sequential(nn.Linear(in_dims, in_dims), nn.Tanh(), nn.Linear(in_dims, out_dims))
@@ -33,6 +38,9 @@ def _task_layer(in_dims: int, out_dims: int) -> nn.Sequential:
 @TOKENIZERS.register_module()
 class VQKD(FrozenNetworkMixin, BaseTokenizer):
     """BEiT v2 tokenizer: ``img [B, 3, h, w] in [0, 1] -> tokens [B, h/P, w/P]``.
+
+    Sub-network configs (``encoder``, ``decoder``, ``teacher``) may leave out ``type``,
+    which then defaults to ``BEiTViT``.
 
     Args:
         encoder: ``BEiTViT`` config; its patch size is the tokenizer's ``downsample``.
@@ -77,7 +85,7 @@ class VQKD(FrozenNetworkMixin, BaseTokenizer):
                  frozen: Optional[bool] = None,
                  bf16: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
-        encoder = dict(encoder, out_type='featmap', out_indices=-1)
+        encoder = dict(_with_default_type(encoder), out_type='featmap', out_indices=-1)
         encoder_net = MODELS.build(encoder)
         super().__init__(vocab_size, encoder_net.patch_size, checkpoint, frozen, bf16, init_cfg)
         self.encoder = encoder_net
@@ -87,14 +95,15 @@ class VQKD(FrozenNetworkMixin, BaseTokenizer):
         self.quantizer = VectorQuantizer(vocab_size, embed_dim, beta=beta, ema_decay=ema_decay,
                                          l2_normalize=True, **(quantizer or {}))
         if decoder is None:
-            decoder = dict(type='BEiTViT',
-                           arch=dict(embed_dims=D, num_layers=1, num_heads=self.encoder.num_heads,
+            decoder = dict(arch=dict(embed_dims=D, num_layers=1, num_heads=self.encoder.num_heads,
                                      feedforward_channels=self.encoder.feedforward_channels))
-        decoder = dict(decoder, img_size=self.grid, patch_size=1, in_channels=embed_dim,
+        decoder = dict(_with_default_type(decoder), img_size=self.grid, patch_size=1, in_channels=embed_dim,
                        out_type='featmap', out_indices=-1)
         self.decoder = MODELS.build(decoder)
 
         # The teacher is needed only to train: a frozen tokenizer skips building it.
+        if isinstance(teacher, dict):
+            teacher = _with_default_type(teacher)
         teacher_net = None
         if teacher is not None and not self.frozen:
             teacher_net = build_frozen_network(teacher, teacher_checkpoint, teacher_prefix)

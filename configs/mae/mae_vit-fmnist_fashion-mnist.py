@@ -1,0 +1,16 @@
+# MAE (He et al., 2022) on real Fashion-MNIST with the shared backbone, data and schedule of
+# configs/beit/beit_vit-fmnist_fashion-mnist.py (configs/_base_/mim-variants_fashion-mnist.py).
+# The encoder sees the 16 visible patches of 64 (ratio 0.75, drawn by the algorithm; the
+# pipeline's block mask is unused); a 2-block 128-dim decoder predicts normalised pixels.
+_base_ = ['../_base_/default_runtime.py', '../_base_/mim-variants_fashion-mnist.py']
+
+model = dict(
+    type='MAE',
+    mask_ratio=0.75,
+    target_generator=dict(type='PixelTarget', patch_size=4, norm_pix=True),
+    head=dict(type='MAEDecoder', grid=(8, 8), patch_size=4, in_channels=3, embed_dims=192,
+              decoder_embed_dims=128, decoder_depth=2, decoder_num_heads=4))
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=25),
+    checkpoint=dict(type='CheckpointHook', interval=250, by_epoch=False, max_keep_ckpts=2))
+log_processor = dict(window_size=25, by_epoch=False)

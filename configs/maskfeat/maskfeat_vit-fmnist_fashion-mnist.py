@@ -1,0 +1,28 @@
+# MaskFeat (Wei et al., 2022) on real Fashion-MNIST with the shared backbone, data and
+# schedule (configs/_base_/mim-variants_fashion-mnist.py). HOG scaled to 4 px patches: one
+# 4 px cell per patch (the paper: 2 x 2 cells of 8 px per 16 px patch), 9 unsigned bins,
+# a 4 px Gaussian window (the paper: one 16 px window per patch) -> 3 x 9 = 27 values per
+# patch; block-wise masking of 40 % (26 / 64, the paper's ratio); linear head, l2 loss.
+_base_ = ['../_base_/default_runtime.py', '../_base_/mim-variants_fashion-mnist.py']
+
+model = dict(
+    type='MaskFeat',
+    target_generator=dict(type='HOGTarget', patch_size=4, cell_size=4, nbins=9,
+                          gaussian_window=4),
+    head=dict(type='PatchRegressionHead', in_channels=192, out_channels=27, loss='l2'))
+
+train_pipeline = [
+    dict(type='LoadImageChecked'),
+    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='TwoViewRandomResizedCrop', size=32, second_size=32, scale=(0.5, 1.0),
+         interpolation='bicubic', second_interpolation='lanczos'),
+    dict(type='GenerateMask', mask_generator=dict(
+        type='BlockwiseMaskGenerator', input_size=8, num_masking_patches=26, min_num_patches=4)),
+    dict(type='PackTwoViewInputs'),
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=25),
+    checkpoint=dict(type='CheckpointHook', interval=250, by_epoch=False, max_keep_ckpts=2))
+log_processor = dict(window_size=25, by_epoch=False)
