@@ -90,6 +90,13 @@ def test_tiny_config_trains_two_iterations_and_resumes(tmp_path):
     steps = {float(s['step']) for s in third['optimizer']['state'].values()}
     assert steps == {3.0}
 
+    out = tmp_path / 'vis.png'
+    proc = run_tool('visualization/vis_mim.py', config, work / 'iter_3.pth', '--out', out,
+                    '--num-images', '2', *opts)
+    assert 'masked-token accuracy' in proc.stdout
+    img = cv2.imread(str(out))
+    assert img is not None and img.shape[0] == 2 * 32 * 4 + 4    # two rows of 4x panels
+
 
 def test_no_weight_decay_rules_hit_the_intended_parameters():
     cfg = Config.fromfile(REPO_ROOT / 'configs/beit/beit_vit-fmnist_fashion-mnist.py')
