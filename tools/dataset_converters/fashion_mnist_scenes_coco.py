@@ -69,11 +69,11 @@ def main() -> None:
     parser.add_argument('--out', default='data/fmnist_scenes_coco')
     parser.add_argument('--src', default=DEFAULT_FASHION_MNIST_ROOT,
                         help='folder with the raw Fashion-MNIST idx(.gz) files')
-    parser.add_argument('--num-train', type=int, default=2000)
-    parser.add_argument('--num-val', type=int, default=300)
-    parser.add_argument('--canvas', type=int, nargs=2, default=(96, 96), metavar=('H', 'W'))
-    parser.add_argument('--num-items', type=int, nargs=2, default=(2, 5), metavar=('MIN', 'MAX'))
-    parser.add_argument('--item-size', type=int, nargs=2, default=(22, 44),
+    parser.add_argument('--num-train', type=int, default=1000)
+    parser.add_argument('--num-val', type=int, default=200)
+    parser.add_argument('--canvas', type=int, nargs=2, default=(64, 64), metavar=('H', 'W'))
+    parser.add_argument('--num-items', type=int, nargs=2, default=(1, 4), metavar=('MIN', 'MAX'))
+    parser.add_argument('--item-size', type=int, nargs=2, default=(16, 32),
                         metavar=('MIN', 'MAX'), help='side of a pasted item in pixels')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()

@@ -1,0 +1,69 @@
+"""beitlab inside mmdetection: explicit registration into mmdet's registries.
+
+BEiT (Bao et al., 2021) transfers its pre-trained ViT to dense prediction (Sec. 3.2); for
+COCO detection and instance segmentation the plain ViT feeds Mask R-CNN through a feature
+pyramid, either from four intermediate blocks (BEiT/SETR-style multi-scale neck, then
+mmdet's FPN) or from the last block alone (ViTDet's simple feature pyramid, Li et al. 2022).
+mmdet configs run with ``default_scope = 'mmdet'``, so they see only mmdet's registries. A
+detection config loads this one module::
+
+    custom_imports = dict(imports=['beitlab.downstream.mmdet_adapter'],
+                          allow_failed_imports=False)
+
+and then names beitlab's parts like mmdet's own:
+
+- ``MODELS``: ``BEiTViT`` (backbone; ``out_type='featmap'``), ``ViTMultiScaleNeck``
+  (strides P/4..2P from four blocks, shared with segmentation) and ``SimpleFeaturePyramid``
+  (strides from the last block, optional extra max-pooled level).
+- ``WEIGHT_INITIALIZERS``: ``BEiTPretrained`` (the same class the mmseg adapter registers):
+  a backbone ``init_cfg`` that loads a beitlab or official BEiT checkpoint with position
+  embedding and relative position bias interpolated to the detection grid.
+
+It also runs :func:`beitlab.utils.register_all_modules` (without touching the default scope)
+so ``beitlab.``-scoped names resolve from an mmdet config, e.g.
+``constructor='beitlab.LayerDecayOptimWrapperConstructor'``.
+
+The backbone's absolute position embedding is built for ``img_size``, so detection
+pipelines pad every image to that fixed size (``Pad(size=...)``, as ViTDet's 1024 x 1024
+large-scale-jitter recipe does).
+"""
+from typing import Optional
+
+from mmdet.registry import MODELS as MMDET_MODELS
+from mmdet.registry import WEIGHT_INITIALIZERS as MMDET_WEIGHT_INITIALIZERS
+
+from beitlab.models.backbones.beit_vit import BEiTViT
+from beitlab.models.necks.multiscale_neck import ViTMultiScaleNeck
+from beitlab.models.necks.simple_feature_pyramid import SimpleFeaturePyramid
+from beitlab.utils import register_all_modules
+
+# BEiTPretrained is written once, with the mmseg adapter; importing it also registers
+# beitlab into mmseg, which is harmless (separate registries).
+from beitlab.downstream.mmseg_adapter import BEiTPretrained  # noqa: E402
+
+__all__ = ['register_into_mmdet', 'MMDET_ENTRIES']
+
+MMDET_ENTRIES = ((MMDET_MODELS, BEiTViT), (MMDET_MODELS, ViTMultiScaleNeck),
+                 (MMDET_MODELS, SimpleFeaturePyramid),
+                 (MMDET_WEIGHT_INITIALIZERS, BEiTPretrained))
+
+
+def register_into_mmdet(force: bool = False) -> None:
+    """Register beitlab's backbone, necks and pre-trained initializer into mmdet.
+
+    Idempotent: a name already bound to the same class is left alone. A name bound to a
+    different class (an mmdet part of the same name) raises instead of shadowing it, unless
+    ``force``.
+    """
+    register_all_modules(init_default_scope=False)
+    for registry, cls in MMDET_ENTRIES:
+        existing: Optional[type] = registry.module_dict.get(cls.__name__)
+        if existing is cls and not force:
+            continue
+        if existing is not None and not force:
+            raise KeyError(f'mmdet {registry.name} registry already holds a different '
+                           f'{cls.__name__!r} ({existing.__module__}); refusing to shadow it')
+        registry.register_module(name=cls.__name__, module=cls, force=force)
+
+
+register_into_mmdet()
