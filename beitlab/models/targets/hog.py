@@ -50,6 +50,8 @@ class HOGTarget(nn.Module):
     order is (cell row, cell col, image channel, bin).
     """
 
+    GRAD_EPS = 1e-5
+
     def __init__(self,
                  patch_size: int = 16,
                  cell_size: int = 8,
@@ -94,10 +96,15 @@ class HOGTarget(nn.Module):
         x = F.pad(img.float(), (1, 1, 1, 1), mode='reflect')
         gx = F.conv2d(x, self.weight_x, groups=C)  # [B, C, H, W]
         gy = F.conv2d(x, self.weight_y, groups=C)
+        # Float rounding leaves +-1e-8 where a component is exactly zero (flat directions,
+        # reflected borders); snapping it keeps such pixels out of the wrap-around bin.
+        gx = torch.where(gx.abs() < self.GRAD_EPS, torch.zeros_like(gx), gx)
+        gy = torch.where(gy.abs() < self.GRAD_EPS, torch.zeros_like(gy), gy)
         magnitude = torch.sqrt(gx ** 2 + gy ** 2)
-        # Unsigned orientation in [0, pi) -> bin index in {0..nbins-1}.
-        theta = torch.remainder(torch.atan2(gy, gx), math.pi)
-        bins = torch.clamp((theta / math.pi * self.nbins).floor().long(), max=self.nbins - 1)
+        # Unsigned orientation: atan2 in [-pi, pi] -> [-nbins, nbins], floored, modulo nbins,
+        # so theta and theta + pi share a bin (also for the -0.0 / +-pi corner cases).
+        phase = torch.atan2(gy, gx) / math.pi * self.nbins
+        bins = torch.remainder(phase.floor().long(), self.nbins)
         if self.gaussian_kernel is not None:
             g = self.gaussian_window
             if H % g or W % g:
