@@ -1,0 +1,126 @@
+"""Semantic segmentation on Fashion-MNIST scenes: BEiT-pre-trained backbone vs random init.
+
+Trains the same UPerNet config twice with the same seed, data order and budget, once with
+the backbone initialised from the MIM checkpoint (``BEiTPretrained``) and once from
+scratch (``model.backbone.init_cfg=None``), and tabulates the final validation mIoU, mAcc
+and aAcc (mmseg's IoUMetric) together with the training time. Each run writes
+``WORK_DIR/<run>/result.json``; the table is rebuilt from every result present, so the runs
+may be made separately (``--runs scratch`` now, ``--runs pretrained`` once the checkpoint
+exists).
+
+    python tools/dataset_converters/fashion_mnist_scenes_seg.py --out data/fashion_mnist_scenes
+    python tools/analysis_tools/seg_pretrain_vs_scratch.py \
+        --checkpoint checkpoints/beit_fashion-mnist.pth --out docs/figures/seg_pretrain_vs_scratch.md
+"""
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEFAULT_CONFIG = 'configs/upernet_beit/upernet_beit-fmnist_1xb8-300it_fashion-mnist-scenes-48x48.py'
+RUNS = ('pretrained', 'scratch')
+
+
+def last_scalars(work_dir: str) -> Dict[str, dict]:
+    """Last validation entry (with ``mIoU``) and last training entry (with ``loss``) of the
+    newest ``<timestamp>/vis_data/scalars.json`` under ``work_dir``."""
+    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')),
+                   key=osp.getmtime)
+    if not files:
+        raise FileNotFoundError(f'no */vis_data/scalars.json under {work_dir!r}: did training run?')
+    val, train = {}, {}
+    with open(files[-1]) as f:
+        for line in f:
+            entry = json.loads(line)
+            if 'mIoU' in entry:
+                val = entry
+            elif 'loss' in entry:
+                train = entry
+    if not val:
+        raise KeyError(f'{files[-1]} has no validation entry with mIoU (val_interval too large?)')
+    return dict(val=val, train=train)
+
+
+def train_run(run: str, config: str, checkpoint: str, work_dir: str,
+              extra_options: List[str]) -> dict:
+    """Train one run through tools/train.py and return its result dict."""
+    if run == 'pretrained':
+        if not osp.isfile(checkpoint):
+            raise FileNotFoundError(f'pre-trained checkpoint {checkpoint!r} does not exist; train '
+                                    'configs/beit/beit_vit-fmnist_fashion-mnist.py first')
+        init = [f'model.backbone.init_cfg.checkpoint={checkpoint}']
+    else:
+        init = ['model.backbone.init_cfg=None']
+    run_dir = osp.join(work_dir, run)
+    cmd = [sys.executable, osp.join(REPO_ROOT, 'tools', 'train.py'), config, '--work-dir', run_dir,
+           '--cfg-options', *init, *extra_options]
+    print('$ ' + ' '.join(cmd), flush=True)
+    start = time.time()
+    subprocess.run(cmd, cwd=REPO_ROOT, check=True)
+    seconds = time.time() - start
+    scalars = last_scalars(run_dir)
+    result = dict(run=run, config=config, checkpoint=checkpoint if run == 'pretrained' else None,
+                  iters=scalars['val'].get('step'), train_seconds=round(seconds, 1),
+                  final_train_loss=scalars['train'].get('loss'),
+                  mIoU=scalars['val']['mIoU'], mAcc=scalars['val']['mAcc'],
+                  aAcc=scalars['val']['aAcc'], options=init + extra_options)
+    with open(osp.join(run_dir, 'result.json'), 'w') as f:
+        json.dump(result, f, indent=2)
+    return result
+
+
+def table(results: List[dict]) -> str:
+    """Markdown table, one row per run."""
+    lines = ['| backbone init | iterations | mIoU | mAcc | aAcc | final train loss | train time (s) |',
+             '|---|---|---|---|---|---|---|']
+    for r in results:
+        loss = f'{r["final_train_loss"]:.3f}' if r.get('final_train_loss') is not None else '-'
+        lines.append(f'| {r["run"]} | {r["iters"]} | {r["mIoU"]:.2f} | {r["mAcc"]:.2f} | '
+                     f'{r["aAcc"]:.2f} | {loss} | {r["train_seconds"]:.0f} |')
+    return '\n'.join(lines)
+
+
+def main(argv: Optional[list] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--config', default=DEFAULT_CONFIG)
+    parser.add_argument('--checkpoint', default='checkpoints/beit_fashion-mnist.pth',
+                        help='MIM checkpoint for the pre-trained run (keys backbone.*)')
+    parser.add_argument('--work-dir', default='work_dirs/seg_pretrain_vs_scratch')
+    parser.add_argument('--runs', nargs='+', choices=RUNS, default=list(RUNS),
+                        help='runs to train now (the table uses every result.json present)')
+    parser.add_argument('--collect-only', action='store_true',
+                        help='train nothing, only tabulate the existing results')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='extra key=value overrides passed to both runs (e.g. a data_root)')
+    parser.add_argument('--out', help='also write the markdown table to this file')
+    args = parser.parse_args(argv)
+
+    if not args.collect_only:
+        for run in args.runs:
+            train_run(run, args.config, args.checkpoint, args.work_dir, args.cfg_options)
+    results = []
+    for run in RUNS:
+        path = osp.join(args.work_dir, run, 'result.json')
+        if osp.isfile(path):
+            with open(path) as f:
+                results.append(json.load(f))
+    if not results:
+        raise FileNotFoundError(f'no {"|".join(RUNS)}/result.json under {args.work_dir!r}')
+    text = table(results)
+    print(text)
+    if args.out:
+        os.makedirs(osp.dirname(args.out) or '.', exist_ok=True)
+        with open(args.out, 'w') as f:
+            f.write(text + '\n')
+        with open(osp.splitext(args.out)[0] + '.json', 'w') as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == '__main__':
+    main()
