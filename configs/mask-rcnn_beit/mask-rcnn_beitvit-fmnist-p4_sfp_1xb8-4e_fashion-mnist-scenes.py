@@ -11,7 +11,8 @@ _base_ = [
 num_classes = 10
 channels = 128
 model = dict(
-    data_preprocessor=dict(mean=[127.5] * 3, std=[127.5] * 3, bgr_to_rgb=False),
+    # the BEiT pre-training normalisation (configs/beit/beit_vit-fmnist_fashion-mnist.py)
+    data_preprocessor=dict(mean=[72.94] * 3, std=[90.02] * 3, bgr_to_rgb=False),
     backbone=dict(
         arch=dict(embed_dims=192, num_layers=6, num_heads=3, feedforward_channels=768),
         img_size=64,

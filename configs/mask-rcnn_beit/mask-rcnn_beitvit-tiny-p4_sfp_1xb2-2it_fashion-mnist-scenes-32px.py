@@ -10,7 +10,8 @@ data_root = 'data/fmnist_scenes_coco_32px/'
 num_classes = 10
 channels = 32
 model = dict(
-    data_preprocessor=dict(mean=[127.5] * 3, std=[127.5] * 3, bgr_to_rgb=False),
+    # the BEiT pre-training normalisation (configs/beit/beit_vit-fmnist_fashion-mnist.py)
+    data_preprocessor=dict(mean=[72.94] * 3, std=[90.02] * 3, bgr_to_rgb=False),
     backbone=dict(
         arch=dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128),
         img_size=32, patch_size=4, out_indices=(1, ), drop_path_rate=0.0),
