@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.logging import MMLogger
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
@@ -180,6 +181,8 @@ def build_model(cfg: Config, args: argparse.Namespace, device: torch.device):
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     register_all_modules()
+    # the optimizer constructor logs one line per parameter at INFO
+    MMLogger.get_instance('mmengine').setLevel('WARNING')
     cfg = load_config(args)
     DefaultScope.get_instance(f'benchmark-{time.time_ns()}',
                               scope_name=cfg.get('default_scope', 'beitlab'))

@@ -1,0 +1,73 @@
+"""tools/analysis_tools/benchmark.py (and the optional peer script) on the tiny BEiT config.
+
+No speed is asserted: only that every phase runs and reports sane, positive numbers.
+"""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.tools_helpers import run_tool
+
+CONFIG = 'configs/beit/mim_vit-tiny_1xb8-2it_tiny.py'
+
+
+def make_image_root(root, n_classes=2, per_class=4):
+    rng = np.random.default_rng(0)
+    for c in range(n_classes):
+        folder = root / 'train' / f'class{c}'
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            img = rng.integers(0, 256, (40 + 4 * i, 48, 3), dtype=np.uint8)
+            cv2.imwrite(str(folder / f'{i}.jpg'), img)
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('bench_data')
+    make_image_root(root)
+    return root
+
+
+def test_benchmark_tool_reports_every_phase(tmp_path, data_root):
+    out = tmp_path / 'bench.json'
+    proc = run_tool('analysis_tools/benchmark.py', CONFIG, '--iters', '2', '--warmup', '1',
+                    '--batch-size', '4', '--matmul-size', '256', '--out', out,
+                    '--cfg-options', f'train_dataloader.dataset.data_root={data_root}')
+    assert 'images/s' in proc.stdout and '% of the matmul rate' in proc.stdout, proc.stdout
+    res = json.loads(out.read_text())
+    assert res['batch_size'] == 4 and res['device'] == 'cpu'
+    assert set(res['phases']) == {'data', 'train', 'model', 'target', 'infer'}
+    for name, phase in res['phases'].items():
+        assert len(phase['seconds']) == 2, name
+        assert phase['images_per_s'] > 0 and phase['peak_memory_bytes'] > 0, name
+    assert res['matmul']['flops_per_s'] > 0
+    flops = res['model_flops']
+    # the step runs matmuls in forward and backward, the tokenizer's convolutions once
+    assert flops['flops_per_step'] > 0 and 0 < flops['utilisation']
+    assert any('mm' in op for op in flops['by_op']) and any('conv' in op for op in flops['by_op'])
+    assert res['phases']['target']['extra']['flops'] > 0
+
+
+def test_benchmark_tool_bf16_with_checkpointing(tmp_path, data_root):
+    out = tmp_path / 'bench_bf16.json'
+    run_tool('analysis_tools/benchmark.py', CONFIG, '--iters', '1', '--warmup', '1',
+             '--batch-size', '2', '--matmul-size', '128', '--amp', 'bf16',
+             '--checkpoint-blocks', '--phases', 'model', '--out', out,
+             '--cfg-options', f'train_dataloader.dataset.data_root={data_root}')
+    res = json.loads(out.read_text())
+    assert res['optim_wrapper'] == 'AutocastOptimWrapper'
+    assert res['applied_hooks'] == ['ActivationCheckpointHook']
+    assert res['matmul']['dtype'] == 'bfloat16'
+    assert set(res['phases']) == {'model'} and res['phases']['model']['images_per_s'] > 0
+
+
+def test_peer_script_matches_parameter_counts(tmp_path):
+    pytest.importorskip('transformers')
+    out = tmp_path / 'peers.json'
+    proc = run_tool('analysis_tools/benchmark_peers.py', '--config', CONFIG, '--iters', '1',
+                    '--warmup', '1', '--batch-size', '2', '--num-masked', '24', '--out', out)
+    res = json.loads(out.read_text())
+    assert set(res['frameworks']) == {'beitlab', 'transformers'}
+    assert res['speedup_vs_transformers'] > 0 and 'speed-up' in proc.stdout

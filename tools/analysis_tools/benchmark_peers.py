@@ -1,0 +1,306 @@
+"""beitlab's BEiT MIM training step side by side with Hugging Face ``transformers``.
+
+    python tools/analysis_tools/benchmark_peers.py [--config configs/beit/mim_vit-b.py]
+        [--batch-size 8] [--num-masked 75] [--iters 10] [--warmup 2] [--amp bf16]
+        [--with-tokenizer] [--out peers.json]
+
+Both models are built at the architecture of the config's backbone and head
+(equal parameter counts are asserted), get the same images, the same masks
+(exactly ``--num-masked`` patches per image) and the same target tokens, and
+use the same optimizer (AdamW, lr 1.5e-3, weight decay 0.05). One timed step is
+forward, MIM cross-entropy, backward and the optimizer update; the two
+frameworks alternate step by step (A B A B ...) so that a noisy neighbour or a
+clock change hits both alike. ``--with-tokenizer`` adds the config's frozen
+tokenizer (target generator) to both steps (the same module for both).
+
+The ratio reported is HF median step time / beitlab median step time (> 1 means
+beitlab is faster). ``transformers`` is optional and not installed by
+``tools/install.sh``; mmpretrain is compared when it imports (``--mmpretrain``).
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config, DictAction
+from mmengine.registry import DefaultScope
+from torch import nn
+
+from beitlab.registry import MODELS
+from beitlab.utils.benchmark import count_flops, measure_matmul_rate, synchronize
+from beitlab.utils.setup_env import register_all_modules
+
+DEFAULT_CONFIG = 'configs/beit/mim_vit-b.py'
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='beitlab vs transformers BEiT MIM step')
+    parser.add_argument('--config', default=DEFAULT_CONFIG,
+                        help='beitlab BEiT config whose model.backbone/head set the architecture')
+    parser.add_argument('--batch-size', type=int, default=8)
+    parser.add_argument('--num-masked', type=int, default=75, help='masked patches per image')
+    parser.add_argument('--iters', type=int, default=10, help='timed steps per framework')
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--amp', choices=['none', 'bf16'], default='none')
+    parser.add_argument('--device', choices=['cpu', 'cuda'],
+                        default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--hf-attn', default='sdpa', choices=['sdpa', 'eager'],
+                        help='transformers attention implementation')
+    parser.add_argument('--with-tokenizer', action='store_true',
+                        help="run the config's tokenizer inside both steps")
+    parser.add_argument('--mmpretrain', action='store_true',
+                        help='also time mmpretrain BEiT (needs mmpretrain importable)')
+    parser.add_argument('--threads', type=int)
+    parser.add_argument('--out', help='JSON output file')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args(argv)
+
+
+def import_transformers():
+    try:
+        import transformers
+        from transformers import BeitConfig, BeitForMaskedImageModeling
+    except ImportError as e:
+        sys.exit('benchmark_peers.py needs the optional package `transformers` '
+                 f'({e}). Install it into the environment without touching torch:\n'
+                 '  .venv/bin/pip install --no-deps transformers\n'
+                 '  .venv/bin/pip install huggingface_hub tokenizers safetensors regex\n'
+                 'It is deliberately not part of tools/install.sh.')
+    return transformers, BeitConfig, BeitForMaskedImageModeling
+
+
+def num_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def hf_config_like(backbone: nn.Module, vocab_size: int, drop_path_rate: float,
+                   attn_impl: str):
+    """A transformers ``BeitConfig`` with beitlab's architecture.
+
+    ``use_mean_pooling=True`` removes ``BeitModel.layernorm`` so that the MIM
+    model's own ``layernorm`` is the single final norm, as in official BEiT and
+    beitlab (``backbone.norm``).
+    """
+    _, BeitConfig, _ = import_transformers()
+    first = backbone.blocks[0]
+    gamma = getattr(first, 'gamma_1', None)
+    return BeitConfig(
+        vocab_size=vocab_size, hidden_size=backbone.embed_dims,
+        num_hidden_layers=backbone.num_layers, num_attention_heads=backbone.num_heads,
+        intermediate_size=backbone.feedforward_channels, hidden_act='gelu',
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        layer_norm_eps=backbone.norm.eps, image_size=backbone.img_size[0],
+        patch_size=backbone.patch_size, num_channels=backbone.in_channels,
+        use_mask_token=True, use_absolute_position_embeddings=backbone.pos_embed is not None,
+        use_relative_position_bias=first.attn.relative_position_bias_table is not None,
+        use_shared_relative_position_bias=backbone.rel_pos_bias is not None,
+        layer_scale_init_value=float(gamma.detach()[0]) if gamma is not None else 0.0,
+        drop_path_rate=drop_path_rate, use_mean_pooling=True,
+        attn_implementation=attn_impl)
+
+
+def make_masks(batch: int, grid: tuple[int, int], num_masked: int, gen: torch.Generator):
+    """[B, h, w] bool with exactly ``num_masked`` True per image (random positions)."""
+    n = grid[0] * grid[1]
+    if not 0 < num_masked <= n:
+        raise ValueError(f'--num-masked={num_masked} must be in [1, {n}] for a {grid} grid')
+    mask = torch.zeros(batch, n, dtype=torch.bool)
+    for i in range(batch):
+        mask[i, torch.randperm(n, generator=gen)[:num_masked]] = True
+    return mask.view(batch, *grid)
+
+
+def alternate(steps: dict[str, Callable[[], Any]], iters: int, warmup: int,
+              device: torch.device) -> dict[str, list[float]]:
+    """Warm every step, then time them in turn, one step each per round."""
+    for fn in steps.values():
+        for _ in range(warmup):
+            fn()
+    synchronize(device)
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(iters):
+        for name, fn in steps.items():
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    transformers, _, BeitForMaskedImageModeling = import_transformers()
+    register_all_modules()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    DefaultScope.get_instance(f'peers-{time.time_ns()}',
+                              scope_name=cfg.get('default_scope', 'beitlab'))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+
+    ours = MODELS.build(cfg.model).to(device).train()
+    backbone, head = ours.backbone, ours.head
+    drop_path = float(cfg.model.backbone.get('drop_path_rate', 0.0))
+    hf_cfg = hf_config_like(backbone, head.vocab_size, drop_path, args.hf_attn)
+    hf = BeitForMaskedImageModeling(hf_cfg).to(device).train()
+
+    n_ours = num_params(backbone) + num_params(head)
+    n_hf = num_params(hf)
+    if n_ours != n_hf:
+        raise AssertionError(f'architectures differ: beitlab backbone+head has {n_ours:,} '
+                             f'parameters, transformers BeitForMaskedImageModeling {n_hf:,}')
+
+    gen = torch.Generator().manual_seed(0)
+    B = args.batch_size
+    H, W = backbone.img_size
+    grid = backbone.grid
+    img = torch.randn(B, 3, H, W, generator=gen).to(device)
+    mask = make_masks(B, grid, args.num_masked, gen).to(device)          # [B, h, w]
+    flat_mask = mask.flatten(1)                                          # [B, N]
+    vocab = head.vocab_size
+    tokens = torch.randint(0, vocab, (B, grid[0] * grid[1]), generator=gen).to(device)
+    tok_view = None
+    tg = ours.target_generator
+    if args.with_tokenizer:
+        tok_size = cfg.get('benchmark_tokenizer_size', None) or \
+            grid[0] * int(getattr(tg.tokenizer, 'downsample', 8))
+        tok_view = torch.randn(B, 3, tok_size, tok_size, generator=gen).to(device)
+
+    opt_kwargs = dict(lr=1.5e-3, betas=(0.9, 0.999), weight_decay=0.05)
+    ours_params = [p for p in list(backbone.parameters()) + list(head.parameters())
+                   if p.requires_grad]
+    opt_ours = torch.optim.AdamW(ours_params, **opt_kwargs)
+    opt_hf = torch.optim.AdamW(hf.parameters(), **opt_kwargs)
+    amp = args.amp == 'bf16'
+
+    def targets() -> torch.Tensor:
+        if tok_view is None:
+            return tokens
+        return tg(tok_view, patch_grid=grid)
+
+    def step_ours() -> float:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            t = targets()
+            feats = ours.extract_feat(img, mask)
+            loss = head.loss(feats, t, flat_mask)['loss']
+        opt_ours.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_ours.step()
+        return float(loss)
+
+    def step_hf() -> float:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            t = targets()
+            out = hf(pixel_values=img, bool_masked_pos=flat_mask, labels=t[flat_mask])
+            loss = out.loss
+        opt_hf.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_hf.step()
+        return float(loss)
+
+    steps = {'beitlab': step_ours, 'transformers': step_hf}
+    if args.mmpretrain:
+        steps.update(mmpretrain_step(backbone, head, img, flat_mask, mask, tokens, device,
+                                     amp, opt_kwargs, n_ours))
+
+    flops = {name: count_flops(fn)['total'] for name, fn in steps.items()}
+    times = alternate(steps, args.iters, args.warmup, device)
+    matmul = measure_matmul_rate(device, torch.bfloat16 if amp else torch.float32)
+
+    res: dict[str, Any] = dict(
+        config=args.config, device=str(device), batch_size=B, num_masked=args.num_masked,
+        amp=args.amp, with_tokenizer=args.with_tokenizer, iters=args.iters,
+        warmup=args.warmup, params=n_ours, hf_attn=args.hf_attn,
+        versions=dict(torch=torch.__version__, transformers=transformers.__version__),
+        torch_threads=torch.get_num_threads(), matmul=matmul, frameworks={})
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        res['frameworks'][name] = dict(
+            seconds=ts, median_s=med, images_per_s=B / med, flops_per_step=flops[name],
+            achieved_flops_per_s=flops[name] / med,
+            utilisation=flops[name] / med / matmul['flops_per_s'])
+    ours_med = res['frameworks']['beitlab']['median_s']
+    for name in steps:
+        if name != 'beitlab':
+            res[f'speedup_vs_{name}'] = res['frameworks'][name]['median_s'] / ours_med
+    try:
+        with open('/proc/loadavg') as f:
+            res['loadavg_end'] = [float(v) for v in f.read().split()[:3]]
+    except OSError:
+        pass
+
+    print(f"{args.config}: {n_ours:,} parameters, batch {B}, {args.num_masked} masked "
+          f"patches/image, amp {args.amp}, tokenizer {'in' if args.with_tokenizer else 'out'}, "
+          f"{torch.get_num_threads()} threads, matmul {matmul['flops_per_s'] / 1e9:.1f} GFLOP/s")
+    for name, r in res['frameworks'].items():
+        print(f"  {name:13s} {r['median_s']:.3f} s/step  {r['images_per_s']:.2f} images/s  "
+              f"{r['flops_per_step'] / 1e9:.1f} GFLOP/step  "
+              f"{100 * r['utilisation']:.0f}% of matmul rate")
+    for name in steps:
+        if name != 'beitlab':
+            print(f"  beitlab speed-up vs {name}: {res[f'speedup_vs_{name}']:.3f}x")
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, 'w') as f:
+            json.dump(res, f, indent=2)
+    return res
+
+
+def mmpretrain_step(backbone, head, img, flat_mask, mask, tokens, device, amp, opt_kwargs,
+                    n_ours) -> dict[str, Callable[[], float]]:
+    """mmpretrain's BEiT ViT + MIM head at the same architecture, when it imports."""
+    try:
+        from mmpretrain.models.backbones import BEiTViT as MMPTBEiTViT
+    except Exception as e:  # noqa: BLE001  (any import failure means: not comparable here)
+        print(f'mmpretrain not compared: import failed ({type(e).__name__}: {e})')
+        return {}
+    gamma = getattr(backbone.blocks[0], 'gamma_1', None)
+    mm_backbone = MMPTBEiTViT(
+        arch=dict(embed_dims=backbone.embed_dims, num_layers=backbone.num_layers,
+                  num_heads=backbone.num_heads,
+                  feedforward_channels=backbone.feedforward_channels),
+        img_size=backbone.img_size[0], patch_size=backbone.patch_size, out_type='raw',
+        use_abs_pos_emb=backbone.pos_embed is not None,
+        use_rel_pos_bias=False, use_shared_rel_pos_bias=backbone.rel_pos_bias is not None,
+        layer_scale_init_value=float(gamma.detach()[0]) if gamma is not None else 0.0,
+        drop_path_rate=0.0).to(device).train()
+    mm_backbone.mask_token = nn.Parameter(torch.zeros(1, 1, backbone.embed_dims,
+                                                      device=device))
+    lm_head = nn.Linear(backbone.embed_dims, head.vocab_size).to(device)
+    n_mm = num_params(mm_backbone) + num_params(lm_head)
+    if n_mm != n_ours:
+        print(f'mmpretrain not compared: {n_mm:,} parameters vs beitlab {n_ours:,}')
+        return {}
+    opt = torch.optim.AdamW(list(mm_backbone.parameters()) + list(lm_head.parameters()),
+                            **opt_kwargs)
+
+    def step() -> float:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            x, _ = mm_backbone.patch_embed(img)
+            B, L, _ = x.shape
+            w = flat_mask.unsqueeze(-1).type_as(x)
+            x = x * (1. - w) + mm_backbone.mask_token.expand(B, L, -1) * w
+            x = torch.cat((mm_backbone.cls_token.expand(B, -1, -1), x), dim=1)
+            rel = mm_backbone.rel_pos_bias() if mm_backbone.rel_pos_bias is not None else None
+            for layer in mm_backbone.layers:
+                x = layer(x, rel_pos_bias=rel)
+            x = mm_backbone.ln1(x)
+            logits = lm_head(x[:, 1:][flat_mask])
+            loss = F.cross_entropy(logits.float(), tokens[flat_mask])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss)
+    return {'mmpretrain': step}
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])
