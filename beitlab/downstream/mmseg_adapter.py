@@ -25,7 +25,6 @@ constructor ``constructor='beitlab.LayerDecayOptimWrapperConstructor'``.
 """
 from typing import Optional
 
-from mmengine.logging import print_log
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS as MMSEG_DATASETS
 from mmseg.registry import MODELS as MMSEG_MODELS
@@ -69,10 +68,8 @@ class BEiTPretrained:
             raise TypeError(f'BEiTPretrained initialises a BEiTViT backbone, got '
                             f'{type(module).__name__}; put the init_cfg under model.backbone')
         from beitlab.utils.pretrained import load_pretrained_backbone
-        report = load_pretrained_backbone(module, self.checkpoint, self.prefix)
-        print_log(f'BEiTPretrained: loaded {self.checkpoint!r} (prefix {self.prefix!r}) into '
-                  f'BEiTViT; {report}', logger='current')
-        self.report = report
+        # logs missing / unexpected / dropped / copied / resized keys itself
+        self.report = load_pretrained_backbone(module, self.checkpoint, self.prefix)
 
     def __repr__(self) -> str:
         return f'BEiTPretrained(checkpoint={self.checkpoint!r}, prefix={self.prefix!r})'

@@ -157,7 +157,8 @@ def test_predict_whole_and_sliding_window() -> None:
 def test_dice_loss_is_a_config_option() -> None:
     from mmseg.registry import MODELS
     cfg = Config.fromfile(str(TINY_ADE))
-    cfg.merge_from_dict({'model.decode_head.loss_decode.type': 'DiceLoss'})  # the documented override
+    # the override documented in docs/segmentation.md
+    cfg.merge_from_dict({'model.decode_head.loss_decode.type': 'DiceLoss'})
     dice_only = MODELS.build(cfg.model)
     cfg.model.decode_head.loss_decode = [
         dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),

@@ -10,7 +10,8 @@ exists).
 
     python tools/dataset_converters/fashion_mnist_scenes_seg.py --out data/fashion_mnist_scenes
     python tools/analysis_tools/seg_pretrain_vs_scratch.py \
-        --checkpoint checkpoints/beit_fashion-mnist.pth --out docs/figures/seg_pretrain_vs_scratch.md
+        --checkpoint checkpoints/beit_fashion-mnist.pth \
+        --out docs/figures/seg_pretrain_vs_scratch.md
 """
 import argparse
 import glob
@@ -77,7 +78,8 @@ def train_run(run: str, config: str, checkpoint: str, work_dir: str,
 
 def table(results: List[dict]) -> str:
     """Markdown table, one row per run."""
-    lines = ['| backbone init | iterations | mIoU | mAcc | aAcc | final train loss | train time (s) |',
+    lines = ['| backbone init | iterations | mIoU | mAcc | aAcc | final train loss '
+             '| train time (s) |',
              '|---|---|---|---|---|---|---|']
     for r in results:
         loss = f'{r["final_train_loss"]:.3f}' if r.get('final_train_loss') is not None else '-'
