@@ -12,7 +12,7 @@ from mmengine.optim import build_optim_wrapper
 from skimage import data as skdata
 
 from beitlab.registry import MODELS, TRANSFORMS
-from beitlab.utils import register_all_modules, safe_torch_load
+from beitlab.utils import install_safe_checkpoint_loading, register_all_modules, safe_torch_load
 
 from tests.tools_helpers import REPO_ROOT, run_tool
 
@@ -72,6 +72,7 @@ def make_imagenet_style_root(root, size=(48, 40)):
 
 
 def test_tiny_config_trains_two_iterations_and_resumes(tmp_path):
+    install_safe_checkpoint_loading()   # allow-lists mmengine's HistoryBuffer for safe loads
     make_imagenet_style_root(tmp_path / 'data')
     work = tmp_path / 'work'
     config = 'configs/beit/mim_vit-tiny_1xb8-2it_tiny.py'

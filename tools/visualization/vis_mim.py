@@ -28,7 +28,7 @@ from mmengine.config import Config, DictAction
 from mmengine.dataset import pseudo_collate
 
 from beitlab.registry import DATASETS, MODELS
-from beitlab.utils import register_all_modules, safe_torch_load
+from beitlab.utils import install_safe_checkpoint_loading, register_all_modules, safe_torch_load
 
 GREEN, RED, GRAY = (60, 200, 60), (220, 50, 50), (128, 128, 128)
 
@@ -80,6 +80,7 @@ def main(argv: Optional[list] = None) -> None:
     args = parser.parse_args(argv)
 
     register_all_modules(init_default_scope=True)
+    install_safe_checkpoint_loading()
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
