@@ -15,7 +15,7 @@ import torch
 from mmengine.logging import print_log
 from torch import Tensor, nn
 
-from beitlab.utils.checkpoint import safe_torch_load
+from beitlab.utils.checkpoint import install_safe_checkpoint_loading, safe_torch_load
 
 __all__ = ['load_pretrained_backbone', 'extract_backbone_state', 'official_classifier_to_beitlab',
            'beitlab_classifier_to_official']
@@ -84,7 +84,11 @@ def load_pretrained_backbone(backbone: nn.Module,
             adaptation, e.g. another ``embed_dims`` or ``patch_size``.
     """
     source = path_or_state if isinstance(path_or_state, str) else '<state dict>'
-    checkpoint = safe_torch_load(path_or_state) if isinstance(path_or_state, str) else path_or_state
+    if isinstance(path_or_state, str):
+        install_safe_checkpoint_loading()  # checkpoints saved by mmengine carry its logging types
+        checkpoint = safe_torch_load(path_or_state)
+    else:
+        checkpoint = path_or_state
     state, dropped = extract_backbone_state(_unwrap(checkpoint), prefix)
     target_keys = set(backbone.state_dict())
     copied = []

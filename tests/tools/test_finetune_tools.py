@@ -73,6 +73,20 @@ def test_two_iteration_finetune_then_test(tmp_path):
     assert 0.0 <= metrics['accuracy/top1'] <= metrics['accuracy/top5'] <= 100.0
     assert 'accuracy/top1' in proc.stdout
 
+    # export to the official fine-tuned layout and back: bit-identical, official key names
+    official = tmp_path / 'official.pth'
+    back = tmp_path / 'back.pth'
+    run_tool('model_converters/beit_classifier_official.py', 'to-official', str(final),
+             str(official))
+    run_tool('model_converters/beit_classifier_official.py', 'to-beitlab', str(official),
+             str(back))
+    off = torch.load(official, weights_only=True)['model']
+    assert {'head.weight', 'head.bias', 'fc_norm.weight', 'cls_token',
+            'blocks.1.attn.relative_position_bias_table'} <= set(off)
+    restored = torch.load(back, weights_only=True)['state_dict']
+    assert 'head.fc.weight' in restored and 'backbone.fc_norm.weight' in restored
+    assert torch.equal(restored['head.fc.weight'], off['head.weight'])
+
 
 @pytest.mark.parametrize('name', sorted(p.name for p in CFG_DIR.glob('*.py')))
 def test_config_builds(name):

@@ -1,0 +1,236 @@
+"""Label efficiency of BEiT pre-training on real Fashion-MNIST (issue 5, item 8).
+
+Fine-tunes (a) the beitlab MIM-pre-trained backbone and (b) the same architecture from random
+initialisation on 1 %, 10 % and 100 % of the training labels (class-balanced subsets drawn with
+each seed; both inits see the same subset), with the same recipe, schedule and budget, and
+evaluates top-1 on the 10,000 test images (``data/fashion_mnist/val``). Every run goes through
+``tools/train.py`` and ``tools/test.py`` with the Fashion-MNIST fine-tuning config.
+
+    python tools/analysis_tools/label_efficiency.py \\
+        --checkpoint checkpoints/beit_fashion-mnist.pth \\
+        --sizes 600 6000 --seeds 600:3 6000:2 --iters 600:200 6000:400 \\
+        --work-dir work_dirs/label_efficiency --out docs/label_efficiency
+
+Results are appended to ``<work-dir>/results.jsonl`` as each run ends (a rerun skips runs
+already there), and the markdown table (``<out>.md``) and plot (``<out>.png``) are rewritten
+from all results at the end (``--report-only`` just rewrites them).
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEFAULT_CONFIG = 'configs/beit_finetune/beit_vit-fmnist_finetune-lrd0.65_fashion-mnist.py'
+
+
+def parse_map(items: List[str], name: str) -> Dict[int, int]:
+    """['600:3', '6000:2'] -> {600: 3, 6000: 2}."""
+    out = {}
+    for item in items:
+        try:
+            k, v = item.split(':')
+            out[int(k)] = int(v)
+        except ValueError as err:
+            raise SystemExit(f'--{name}: expected SIZE:VALUE items like 600:3, got {item!r}') from err
+    return out
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--config', default=DEFAULT_CONFIG)
+    p.add_argument('--checkpoint', default='checkpoints/beit_fashion-mnist.pth',
+                   help='beitlab MIM checkpoint (keys backbone.*)')
+    p.add_argument('--data-root', default='data/fashion_mnist')
+    p.add_argument('--sizes', type=int, nargs='+', default=[600, 6000, 60000])
+    p.add_argument('--seeds', nargs='+', default=['600:3', '6000:2', '60000:1'],
+                   help='runs per label count, SIZE:N (seeds 0..N-1)')
+    p.add_argument('--iters', nargs='+', default=['600:200', '6000:400', '60000:1000'],
+                   help='optimizer steps per label count, SIZE:ITERS (same for both inits)')
+    p.add_argument('--batch-size', type=int, default=32)
+    p.add_argument('--lr', type=float, default=1e-3, help='peak lr (AdamW) at --batch-size')
+    p.add_argument('--warmup-frac', type=float, default=0.1)
+    p.add_argument('--scratch-layer-decay', type=float, default=1.0,
+                   help='layer decay for random init (1.0: none; layer decay presumes '
+                   'pre-trained lower layers, so it would only hold the baseline back)')
+    p.add_argument('--inits', nargs='+', default=['pretrained', 'scratch'],
+                   choices=['pretrained', 'scratch'])
+    p.add_argument('--bf16', action='store_true', help='bfloat16 autocast for train and test')
+    p.add_argument('--threads', type=int, default=1, help='OMP_NUM_THREADS of each run')
+    p.add_argument('--work-dir', default='work_dirs/label_efficiency')
+    p.add_argument('--out', default='docs/label_efficiency', help='writes OUT.md and OUT.png')
+    p.add_argument('--report-only', action='store_true')
+    return p.parse_args()
+
+
+def balanced_subset(lines: List[str], size: int, seed: int) -> List[str]:
+    """``size`` lines with (as near as possible) equal counts per class, drawn with ``seed``."""
+    by_class: Dict[int, List[str]] = defaultdict(list)
+    for line in lines:
+        by_class[int(line.rsplit(' ', 1)[1])].append(line)
+    if size >= len(lines):
+        return list(lines)
+    rng = np.random.default_rng(seed)
+    classes = sorted(by_class)
+    per_class = [size // len(classes) + (i < size % len(classes)) for i in range(len(classes))]
+    chosen = []
+    for c, n in zip(classes, per_class):
+        idx = rng.choice(len(by_class[c]), size=n, replace=False)
+        chosen.extend(by_class[c][i] for i in sorted(idx))
+    return chosen
+
+
+def run_key(init: str, size: int, seed: int) -> str:
+    return f'{init}_n{size}_s{seed}'
+
+
+def one_run(args: argparse.Namespace, init: str, size: int, seed: int, iters: int,
+            ann_file: str) -> dict:
+    """Fine-tune with tools/train.py, evaluate the final checkpoint with tools/test.py."""
+    key = run_key(init, size, seed)
+    work = osp.abspath(osp.join(args.work_dir, key))
+    warmup = max(1, int(round(args.warmup_frac * iters)))
+    decay = None if init == 'pretrained' else args.scratch_layer_decay
+    opts = [
+        f'model.pretrained={osp.abspath(args.checkpoint) if init == "pretrained" else None}',
+        f'train_dataloader.dataset.data_root={osp.abspath(args.data_root)}',
+        f'train_dataloader.dataset.ann_file={ann_file}',
+        f'train_dataloader.batch_size={args.batch_size}',
+        f'test_dataloader.dataset.data_root={osp.abspath(args.data_root)}',
+        f'optim_wrapper.optimizer.lr={args.lr}',
+        f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters + 1}',
+        f'param_scheduler.0.end={warmup}', f'param_scheduler.1.begin={warmup}',
+        f'param_scheduler.1.end={iters}',
+        'val_dataloader=None', 'val_evaluator=None', 'val_cfg=None',
+        f'default_hooks.checkpoint.interval={iters}', 'default_hooks.logger.interval=50',
+        f'randomness.seed={seed}',
+    ]
+    if decay is not None:
+        opts.append(f'optim_wrapper.paramwise_cfg.layer_decay_rate={decay}')
+    if args.bf16:
+        opts += ['optim_wrapper.type=AutocastOptimWrapper', 'test_cfg.fp16=True']
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=REPO)
+    t0 = time.time()
+    for tool, extra in (('train.py', ['--work-dir', work]),
+                        ('test.py', [osp.join(work, f'iter_{iters}.pth'), '--work-dir',
+                                     osp.join(work, 'test')])):
+        cmd = [sys.executable, osp.join(REPO, 'tools', tool), args.config, *extra,
+               '--cfg-options', *opts]
+        with open(osp.join(args.work_dir, f'{key}_{tool[:-3]}.log'), 'w') as log:
+            proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            raise RuntimeError(f'{tool} failed for {key}; see {log.name}')
+    with open(osp.join(work, 'test', 'metrics.json')) as f:
+        metrics = json.load(f)
+    ckpt = osp.join(work, f'iter_{iters}.pth')
+    if osp.exists(ckpt):
+        os.remove(ckpt)  # ~40 MB each; the numbers are what we keep
+    return dict(key=key, init=init, size=size, seed=seed, iters=iters,
+                batch_size=args.batch_size, lr=args.lr, bf16=args.bf16,
+                layer_decay=decay if decay is not None else 'config',
+                top1=metrics['accuracy/top1'], top5=metrics['accuracy/top5'],
+                minutes=round((time.time() - t0) / 60, 2))
+
+
+def mean_std(values: List[float]) -> Tuple[float, float]:
+    a = np.asarray(values, dtype=float)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else float('nan')
+
+
+def fmt(values: List[float]) -> str:
+    if not values:
+        return 'n/a'
+    m, s = mean_std(values)
+    return f'{m:.2f}' if len(values) == 1 else f'{m:.2f} ± {s:.2f}'
+
+
+def write_report(results: List[dict], out: str) -> str:
+    """Markdown table (mean ± sample std over seeds; the gap is paired by seed) and a plot."""
+    by = defaultdict(dict)
+    for r in results:
+        by[r['size']].setdefault(r['init'], {})[r['seed']] = r
+    rows = ['| labels | steps x batch | seeds | pre-trained top-1 (%) | random init top-1 (%) '
+            '| gap (points) | min / max gap |', '|---|---|---|---|---|---|---|']
+    for size in sorted(by):
+        pre, scr = by[size].get('pretrained', {}), by[size].get('scratch', {})
+        paired = sorted(set(pre) & set(scr))
+        gaps = [pre[s]['top1'] - scr[s]['top1'] for s in paired]
+        any_run = next(iter({**pre, **scr}.values()))
+        rows.append(
+            f'| {size} ({100 * size / 60000:g} %) | {any_run["iters"]} x {any_run["batch_size"]} '
+            f'| {len(paired) or max(len(pre), len(scr))} '
+            f'| {fmt([r["top1"] for r in pre.values()])} '
+            f'| {fmt([r["top1"] for r in scr.values()])} | {fmt(gaps)} '
+            f'| {f"{min(gaps):+.2f} / {max(gaps):+.2f}" if gaps else "n/a"} |')
+    table = '\n'.join(rows)
+    with open(out + '.md', 'w') as f:
+        f.write('<!-- written by tools/analysis_tools/label_efficiency.py -->\n' + table + '\n')
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for init, label in (('pretrained', 'BEiT pre-trained'), ('scratch', 'random init')):
+            sizes = [s for s in sorted(by) if by[s].get(init)]
+            if not sizes:
+                continue
+            stats = [mean_std([r['top1'] for r in by[s][init].values()]) for s in sizes]
+            ax.errorbar(sizes, [m for m, _ in stats],
+                        yerr=[0 if np.isnan(sd) else sd for _, sd in stats], marker='o',
+                        capsize=3, label=label)
+        ax.set_xscale('log')
+        ax.set_xlabel('training labels')
+        ax.set_ylabel('top-1 on 10k test images (%)')
+        ax.set_title('Fashion-MNIST fine-tuning')
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out + '.png', dpi=120)
+    except ImportError:
+        pass
+    return table
+
+
+def main() -> None:
+    args = parse_args()
+    os.makedirs(args.work_dir, exist_ok=True)
+    results_file = osp.join(args.work_dir, 'results.jsonl')
+    results = []
+    if osp.exists(results_file):
+        with open(results_file) as f:
+            results = [json.loads(line) for line in f if line.strip()]
+    if not args.report_only:
+        seeds, iters = parse_map(args.seeds, 'seeds'), parse_map(args.iters, 'iters')
+        if 'pretrained' in args.inits and not osp.isfile(args.checkpoint):
+            raise SystemExit(f'pre-trained checkpoint {args.checkpoint!r} does not exist: run '
+                             f'configs/beit/beit_vit-fmnist_fashion-mnist.py first (docs/finetune.md)')
+        with open(osp.join(args.data_root, 'meta', 'train.txt')) as f:
+            lines = [line.strip() for line in f if line.strip()]
+        done = {r['key'] for r in results}
+        for size in args.sizes:
+            if size not in seeds or size not in iters:
+                raise SystemExit(f'label count {size} needs --seeds {size}:N and --iters {size}:I')
+            for seed in range(seeds[size]):
+                ann = osp.abspath(osp.join(args.work_dir, f'train_n{size}_s{seed}.txt'))
+                with open(ann, 'w') as f:
+                    f.write('\n'.join(balanced_subset(lines, size, seed)) + '\n')
+                for init in args.inits:
+                    if run_key(init, size, seed) in done:
+                        continue
+                    r = one_run(args, init, size, seed, iters[size], ann)
+                    print(json.dumps(r), flush=True)
+                    results.append(r)
+                    with open(results_file, 'a') as f:
+                        f.write(json.dumps(r) + '\n')
+    print(write_report(results, args.out))
+
+
+if __name__ == '__main__':
+    main()

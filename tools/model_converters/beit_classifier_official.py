@@ -1,0 +1,45 @@
+"""Convert a fine-tuned BEiT classifier between beitlab and the official BEiT layout.
+
+    # official fine-tuned file (e.g. beit_base_patch16_224_pt22k_ft22kto1k.pth) -> beitlab
+    python tools/model_converters/beit_classifier_official.py to-beitlab SRC.pth DST.pth
+    # beitlab ImageClassifier checkpoint (tools/train.py output) -> official layout
+    python tools/model_converters/beit_classifier_official.py to-official SRC.pth DST.pth
+
+Official fine-tuned checkpoints hold ``{'model': {...}}`` with the backbone names at top level
+(as in pre-training), ``fc_norm.{weight,bias}`` for mean pooling and ``head.{weight,bias}``;
+in beitlab these are ``backbone.*`` and ``head.fc.*``. ``relative_position_index`` buffers
+are dropped (rebuilt). Files are read with ``weights_only=True``. The mapping lives in
+:mod:`beitlab.utils.pretrained`.
+"""
+import argparse
+import sys
+from typing import List, Optional
+
+import torch
+
+from beitlab.utils.checkpoint import install_safe_checkpoint_loading, safe_torch_load
+from beitlab.utils.pretrained import beitlab_classifier_to_official, official_classifier_to_beitlab
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('direction', choices=['to-beitlab', 'to-official'])
+    parser.add_argument('src')
+    parser.add_argument('dst')
+    args = parser.parse_args(argv)
+    install_safe_checkpoint_loading()  # mmengine checkpoints carry its logging types
+    ckpt = safe_torch_load(args.src)
+    if args.direction == 'to-beitlab':
+        out = {'state_dict': official_classifier_to_beitlab(ckpt),
+               'meta': {'converted_from': args.src}}
+        n = len(out['state_dict'])
+    else:
+        out = {'model': beitlab_classifier_to_official(ckpt)}
+        n = len(out['model'])
+    torch.save(out, args.dst)
+    print(f'wrote {args.dst} ({n} tensors, {args.direction})')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
