@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from beitlab.registry import MASK_GENERATORS, TARGET_GENERATORS
-from beitlab.utils import safe_torch_load
+from beitlab.utils import register_all_modules, safe_torch_load
 
 from ..tools.test_mim_variant_configs import write_tiny_images
 from ..tools_helpers import run_tool
@@ -32,6 +32,7 @@ def test_example_parts_follow_the_contracts() -> None:
 
 
 def test_example_project_trains_two_iterations(tmp_path) -> None:
+    register_all_modules()  # also allow-lists mmengine's checkpoint types for safe_torch_load
     images = write_tiny_images(tmp_path / 'images')
     proc = run_tool('train.py', CONFIG, '--work-dir', tmp_path / 'work', '--cfg-options',
                     f'train_dataloader.dataset.data_root={images}', 'train_cfg.max_iters=2',

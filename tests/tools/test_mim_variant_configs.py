@@ -48,6 +48,7 @@ def test_variant_config_types_are_registered(config: str) -> None:
 
 @pytest.mark.parametrize('config', TINY)
 def test_tiny_config_trains_two_iterations(config: str, tiny_images: Path, tmp_path) -> None:
+    register_all_modules()  # also allow-lists mmengine's checkpoint types for safe_torch_load
     proc = run_tool('train.py', config, '--work-dir', tmp_path,
                     '--cfg-options', f'train_dataloader.dataset.data_root={tiny_images}')
     log = proc.stdout + proc.stderr
