@@ -65,7 +65,8 @@ if ! have_mmcv_ops; then
     "$PY" -c "import sysconfig, os, sys; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')) else 1)" || die "building mmcv needs the Python headers (e.g. 'apt-get install python3.11-dev')."
     "${PIP[@]}" -q ninja
     SRC="$(mktemp -d)"
-    "$PY" -m pip download --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$SRC"
+    # --no-build-isolation here too: mmcv's setup.py needs pkg_resources (setuptools<82) already in .venv.
+    "$PY" -m pip download --no-deps --no-binary :all: --no-build-isolation "mmcv==$MMCV_VERSION" -d "$SRC"
     mkdir -p "$ROOT/.wheels"
     # --no-build-isolation: otherwise the build cannot see torch and silently drops the ops.
     MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" "$PY" -m pip wheel --no-deps --no-build-isolation -w "$ROOT/.wheels" "$SRC"/mmcv-$MMCV_VERSION.tar.gz
