@@ -5,6 +5,7 @@ from mmengine.optim import build_optim_wrapper
 from torch import nn
 
 from beitlab.engine.hooks.activation_checkpoint_hook import ActivationCheckpointHook
+from beitlab.engine.hooks.channels_last_hook import ChannelsLastHook
 from beitlab.engine.hooks.compile_hook import CompileHook
 from beitlab.engine.optimizers.autocast_optim_wrapper import AutocastOptimWrapper
 from beitlab.registry import OPTIM_WRAPPERS
@@ -68,3 +69,21 @@ def test_compile_hook_keeps_state_dict_keys():
     CompileHook(target='backbone', backend='eager').apply(m)
     assert list(m.state_dict()) == keys
     torch.testing.assert_close(m(x), expected)
+
+
+def test_channels_last_hook_same_values():
+    torch.manual_seed(0)
+    model = nn.Module()
+    model.target_generator = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+                                           nn.Conv2d(8, 4, 1))
+    x = torch.randn(2, 3, 10, 10)
+    expected = model.target_generator(x)
+    keys = list(model.state_dict())
+    assert ChannelsLastHook().apply(model) == 1
+    assert ChannelsLastHook().apply(model) == 0  # idempotent
+    w = model.target_generator[0].weight
+    assert w.is_contiguous(memory_format=torch.channels_last)
+    out = model.target_generator(x)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    assert list(model.state_dict()) == keys

@@ -33,6 +33,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 from beitlab.engine.hooks.activation_checkpoint_hook import ActivationCheckpointHook
+from beitlab.engine.hooks.channels_last_hook import ChannelsLastHook
 from beitlab.engine.hooks.compile_hook import CompileHook
 from beitlab.registry import HOOKS, MODELS
 from beitlab.utils.benchmark import (PhaseResult, count_flops, format_table,
@@ -62,6 +63,13 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument('--checkpoint-blocks', action='store_true',
                         help='activation checkpointing of backbone.blocks '
                         '(ActivationCheckpointHook) before timing')
+    parser.add_argument('--channels-last-tokenizer', action='store_true',
+                        help='channels-last target generator (ChannelsLastHook)')
+    parser.add_argument('--tokenizer-bf16', action='store_true',
+                        help='set model.target_generator.bf16=True (tokenizer under bf16 '
+                        'autocast, even in an fp32 run)')
+    parser.add_argument('--fused-optimizer', action='store_true',
+                        help='optim_wrapper.optimizer.fused=True (fused AdamW kernel)')
     parser.add_argument('--matmul-size', type=int, help='side of the reference matmul')
     parser.add_argument('--threads', type=int, help='torch.set_num_threads (CPU)')
     parser.add_argument('--no-flops', action='store_true', help='skip the FLOP count')
@@ -120,6 +128,10 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.train_dataloader.num_workers = args.num_workers
         if args.num_workers == 0:
             cfg.train_dataloader.persistent_workers = False
+    if args.tokenizer_bf16:
+        cfg.model.target_generator.bf16 = True
+    if args.fused_optimizer:
+        cfg.optim_wrapper.optimizer.fused = True
     if args.amp == 'bf16':
         # mmengine's AmpOptimWrapper refuses CPUs; this wrapper autocasts on any
         # device and needs no loss scaler for bfloat16.
@@ -167,42 +179,22 @@ def build_model(cfg: Config, args: argparse.Namespace, device: torch.device):
     hooks = [HOOKS.build(h) for h in cfg.get('custom_hooks', []) or []]
     if args.checkpoint_blocks:
         hooks.append(ActivationCheckpointHook(['backbone.blocks']))
+    if args.channels_last_tokenizer:
+        hooks.append(ChannelsLastHook(['target_generator']))
     if args.compile:
         hooks.append(CompileHook('backbone'))
     applied = []
     # Order: checkpoint wrappers first, so a compiled backbone sees them.
     for h in sorted(hooks, key=lambda h: not isinstance(h, ActivationCheckpointHook)):
-        if isinstance(h, (ActivationCheckpointHook, CompileHook)):
+        if isinstance(h, (ActivationCheckpointHook, ChannelsLastHook, CompileHook)):
             h.apply(model)
             applied.append(type(h).__name__)
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     return model, optim_wrapper, applied
 
 
-def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    register_all_modules()
-    # the optimizer constructor logs one line per parameter at INFO
-    MMLogger.get_instance('mmengine').setLevel('WARNING')
-    cfg = load_config(args)
-    DefaultScope.get_instance(f'benchmark-{time.time_ns()}',
-                              scope_name=cfg.get('default_scope', 'beitlab'))
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    loadavg_start = _loadavg()
-
-    dl_cfg = cfg.train_dataloader
-    batch_size = int(dl_cfg.batch_size)
-    loader = Runner.build_dataloader(dl_cfg, seed=0)
-    batches = infinite_batches(loader)
-    results: dict[str, PhaseResult] = {}
-
-    if 'data' in args.phases:
-        results['data'] = time_iterations('data', lambda: next(batches), iters=args.iters,
-                                          warmup=args.warmup, images_per_iter=batch_size)
-        results['data'].extra['num_workers'] = int(dl_cfg.get('num_workers', 0))
-
+def _model_phases(args, cfg, device, batches, batch_size, results):
+    """The train/model/target/infer phases; returns (flops, matmul, applied hooks)."""
     model, optim_wrapper, applied = build_model(cfg, args, device)
     preloaded = [next(batches) for _ in range(min(args.iters + args.warmup, 4))]
 
@@ -229,10 +221,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     if 'target' in args.phases:
         run_target = _target_view(model, preloaded[0])
         if run_target is not None:
-            ctx = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp == 'bf16')
-
             def target_step():
-                with ctx:
+                with torch.autocast(device.type, dtype=torch.bfloat16,
+                                    enabled=args.amp == 'bf16'):
                     run_target()
             results['target'] = time_iterations('target', target_step, iters=args.iters,
                                                 warmup=args.warmup, images_per_iter=batch_size,
@@ -252,6 +243,40 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                                            warmup=args.warmup, images_per_iter=batch_size,
                                            device=device)
         model.train()
+    return flops, matmul, applied
+
+
+def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    register_all_modules()
+    # the optimizer constructor logs one line per parameter at INFO
+    MMLogger.get_instance('mmengine').setLevel('WARNING')
+    cfg = load_config(args)
+    DefaultScope.get_instance(f'benchmark-{time.time_ns()}',
+                              scope_name=cfg.get('default_scope', 'beitlab'))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    loadavg_start = _loadavg()
+
+    dl_cfg = cfg.train_dataloader
+    batch_size = int(dl_cfg.batch_size)
+    loader = Runner.build_dataloader(dl_cfg, seed=0)
+    batches = infinite_batches(loader)
+    results: dict[str, PhaseResult] = {}
+
+    if 'data' in args.phases:
+        results['data'] = time_iterations('data', lambda: next(batches), iters=args.iters,
+                                          warmup=args.warmup, images_per_iter=batch_size)
+        results['data'].extra['num_workers'] = int(dl_cfg.get('num_workers', 0))
+
+    applied: list[str] = []
+    flops = None
+    matmul = None
+    if set(args.phases) - {'data'}:
+        flops, matmul, applied = _model_phases(args, cfg, device, batches, batch_size, results)
+    else:
+        matmul = measure_matmul_rate(device, torch.float32, args.matmul_size)
 
     out: dict[str, Any] = dict(
         config=args.config, device=str(device), batch_size=batch_size, amp=args.amp,
