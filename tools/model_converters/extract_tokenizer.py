@@ -1,0 +1,42 @@
+"""Extract a trained tokenizer from a ``TokenizerTrainer`` training checkpoint.
+
+Keeps only the tokenizer's weights (under their ``tokenizer.*`` names, so ``tools/test.py``
+can load the file into a ``TokenizerTrainer``; tokenizers strip the prefix) and its config,
+so the file is small and loads with ``torch.load(weights_only=True)`` anywhere::
+
+    python tools/model_converters/extract_tokenizer.py \
+        work_dirs/dvae_fashion-mnist/iter_3000.pth checkpoints/dvae_fashion-mnist.pth \
+        --config configs/dvae/dvae_fashion-mnist.py
+
+Use it as ``dict(type='DVAE', ..., checkpoint='checkpoints/dvae_fashion-mnist.pth')``.
+"""
+import argparse
+import os
+import os.path as osp
+from typing import Optional
+
+import torch
+
+from beitlab.models.tokenizers.utils import load_tokenizer_state_dict
+
+
+def main(argv: Optional[list] = None) -> None:
+    parser = argparse.ArgumentParser(description='training checkpoint -> tokenizer weights')
+    parser.add_argument('src', help='mmengine checkpoint of a TokenizerTrainer run')
+    parser.add_argument('dst', help='output tokenizer checkpoint')
+    parser.add_argument('--config', help='training config; its model.tokenizer is stored '
+                        'in the output meta')
+    args = parser.parse_args(argv)
+    state_dict = load_tokenizer_state_dict(args.src)
+    meta = dict(source=osp.abspath(args.src))
+    if args.config:
+        from mmengine.config import Config
+        meta['tokenizer'] = Config.fromfile(args.config).model.tokenizer.to_dict()
+    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
+    state_dict = {f'tokenizer.{k}': v for k, v in state_dict.items()}
+    torch.save(dict(state_dict=state_dict, meta=meta), args.dst)
+    print(f'saved {len(state_dict)} tokenizer tensors to {args.dst}')
+
+
+if __name__ == '__main__':
+    main()
