@@ -7,6 +7,7 @@ raises one error naming the key, the registry, the bad name and the closest
 registered names.
 """
 import difflib
+import importlib
 from typing import Any, Iterator, List, Optional, Tuple
 
 from mmengine.config import Config, ConfigDict
@@ -46,7 +47,8 @@ _KEY_TO_REGISTRY = {
     'test_cfg': 'LOOPS',
 }
 # Keys whose ``type`` means something else than a registered class.
-_OPAQUE_KEYS = {'init_cfg', 'norm_cfg', 'act_cfg', 'conv_cfg', 'env_cfg', 'launcher',
+# (``roi_layer``/``nms`` name mmcv ops that mmdet looks up by attribute, not registry.)
+_OPAQUE_KEYS = {'roi_layer', 'nms', 'init_cfg', 'norm_cfg', 'act_cfg', 'conv_cfg', 'env_cfg', 'launcher',
                 'custom_imports', 'auto_scale_lr', 'dist_cfg', 'mp_cfg', 'strategy'}
 # Loops configured by keys (``by_epoch`` / ``max_iters``) have no ``type``; the
 # model-level ``train_cfg``/``test_cfg`` of mmseg and mmdet are plain dicts.
@@ -62,6 +64,7 @@ class UnknownTypeError(KeyError):
 
 # Registries whose dict keys are entry names, not roles (``default_hooks.logger``).
 _NAMED_ENTRY_REGISTRIES = {'HOOKS'}
+_BEITLAB_FAMILIES = {'tokenizer', 'target_generator', 'mask_generator', 'data_preprocessor'}
 # Inside ``model`` a head's helpers (coders, assigners, prior generators) live in TASK_UTILS.
 _MODEL_FAMILY = ('MODELS', 'TASK_UTILS')
 
@@ -86,6 +89,10 @@ def _walk(node: Any, path: str, registry: Optional[str],
             elif in_model and key in _MODEL_LEVEL_PLAIN:
                 # mmseg/mmdet model train_cfg/test_cfg: assigners and samplers are TASK_UTILS.
                 child_registry = 'TASK_UTILS'
+            elif in_model and registry is not None:
+                # Inside a model only beitlab's own families change the registry;
+                # mmdet's ``sampler`` or ``loss_*`` keys stay in the model family.
+                child_registry = _KEY_TO_REGISTRY[key] if key in _BEITLAB_FAMILIES else registry
             else:
                 child_registry = _KEY_TO_REGISTRY.get(key, registry)
             yield from _walk(value, f'{path}.{key}' if path else key, child_registry,
@@ -108,11 +115,17 @@ def _registered_names(registry: Registry) -> List[str]:
 
 
 def _resolves(root: Registry, scope: str, name: str) -> bool:
-    with root.switch_scope_and_registry(scope) as registry:
-        try:
-            return registry.get(name) is not None
-        except (KeyError, ImportError, AttributeError):
-            return False
+    try:
+        importlib.import_module(f'{scope}.registry')  # creates the scope's child registries
+    except ImportError:
+        pass
+    registry = root._search_child(scope)
+    if registry is None:  # (not ``or``: an unfilled Registry has len 0 and is falsy)
+        registry = root
+    try:
+        return registry.get(name) is not None
+    except (KeyError, ImportError, AttributeError):
+        return False
 
 
 def check_config_types(cfg: Config) -> None:
