@@ -60,8 +60,10 @@ class PerceptualLoss(FrozenNetworkMixin, nn.Module):
         self.layer_weights = None if layer_weights is None else list(layer_weights)
         self.normalize_features = normalize_features
         self.loss_weight = loss_weight
-        self.register_buffer('input_mean', torch.tensor(input_mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer('input_std', torch.tensor(input_std).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer('input_mean', torch.tensor(input_mean).view(1, -1, 1, 1),
+                             persistent=False)
+        self.register_buffer('input_std', torch.tensor(input_std).view(1, -1, 1, 1),
+                             persistent=False)
 
     def _features(self, x: Tensor) -> tuple:
         feats = self.network((x - self.input_mean) / self.input_std)

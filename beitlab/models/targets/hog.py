@@ -72,7 +72,8 @@ class HOGTarget(nn.Module):
         # so the sign convention does not change the bin.
         self.register_buffer('weight_x', sobel_x.view(1, 1, 3, 3).repeat(in_channels, 1, 1, 1),
                              persistent=False)
-        self.register_buffer('weight_y', sobel_x.t().reshape(1, 1, 3, 3).repeat(in_channels, 1, 1, 1),
+        sobel_y = sobel_x.t().reshape(1, 1, 3, 3)
+        self.register_buffer('weight_y', sobel_y.repeat(in_channels, 1, 1, 1),
                              persistent=False)
         if gaussian_window:
             self.register_buffer('gaussian_kernel',
@@ -90,9 +91,11 @@ class HOGTarget(nn.Module):
         """Cell histograms ``[B, C_img, nbins, H/cell, W/cell]``, l2-normalised over bins."""
         B, C, H, W = img.shape
         if C != self.in_channels:
-            raise ValueError(f'HOGTarget: expected {self.in_channels} channels, got image {tuple(img.shape)}')
+            raise ValueError(f'HOGTarget: expected {self.in_channels} channels, '
+                             f'got image {tuple(img.shape)}')
         if H % self.cell_size or W % self.cell_size:
-            raise ValueError(f'HOGTarget: image {H}x{W} is not a multiple of cell_size={self.cell_size}')
+            raise ValueError(f'HOGTarget: image {H}x{W} is not a multiple of '
+                             f'cell_size={self.cell_size}')
         x = F.pad(img.float(), (1, 1, 1, 1), mode='reflect')
         gx = F.conv2d(x, self.weight_x, groups=C)  # [B, C, H, W]
         gy = F.conv2d(x, self.weight_y, groups=C)

@@ -97,7 +97,8 @@ class VQKD(FrozenNetworkMixin, BaseTokenizer):
         if decoder is None:
             decoder = dict(arch=dict(embed_dims=D, num_layers=1, num_heads=self.encoder.num_heads,
                                      feedforward_channels=self.encoder.feedforward_channels))
-        decoder = dict(_with_default_type(decoder), img_size=self.grid, patch_size=1, in_channels=embed_dim,
+        decoder = dict(_with_default_type(decoder), img_size=self.grid, patch_size=1,
+                       in_channels=embed_dim,
                        out_type='featmap', out_indices=-1)
         self.decoder = MODELS.build(decoder)
 
