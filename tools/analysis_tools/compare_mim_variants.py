@@ -18,7 +18,7 @@ Pre-training images/s is a separate, interleaved micro-benchmark of one optimisa
 the numbers are measured in the same conditions whatever else runs on the machine.
 
     python tools/analysis_tools/compare_mim_variants.py --work-dir work_dirs/compare_mim \\
-        --pretrain-iters 30 --batch-size 32 --tokenizer-iters 100 \\
+        --pretrain-iters 30 --batch-size 32 --tokenizer-iters 100 --tokenizer-batch-size 32 \\
         --finetune-labels 6000 --finetune-iters 40 --test-images 1000 --jobs 2 \\
         --out docs/variants_table.md
 
@@ -71,6 +71,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--lr', type=float, default=1e-3, help='pre-training peak lr (all variants)')
     p.add_argument('--tokenizer-iters', type=int, default=300,
                    help='iterations of the dVAE (only when --dvae-checkpoint is missing) and VQ-KD')
+    p.add_argument('--tokenizer-batch-size', type=int, default=128)
     p.add_argument('--dvae-checkpoint', default='checkpoints/dvae_fashion-mnist.pth')
     p.add_argument('--finetune-labels', type=int, default=6000, help='10 %% of 60k by default')
     p.add_argument('--finetune-iters', type=int, default=200)
@@ -285,7 +286,8 @@ def main() -> None:
         """dVAE -> BEiT -> VQ-KD (teacher: this BEiT) -> BEiT v2."""
         dvae = osp.abspath(args.dvae_checkpoint)
         if not osp.isfile(dvae):
-            dvae = train(args, 'dvae', DVAE_CONFIG, args.tokenizer_iters, 128,
+            dvae = train(args, 'dvae', DVAE_CONFIG, args.tokenizer_iters,
+                         args.tokenizer_batch_size,
                          ['val_dataloader=None', 'val_evaluator=None', 'val_cfg=None',
                           'train_cfg.val_interval=100000000', 'custom_hooks=[]'],
                          cosine_t_max=False)
@@ -295,7 +297,8 @@ def main() -> None:
                 args, 'beit', VARIANTS['BEiT (dVAE)'], P, B,
                 common + [f'model.target_generator.checkpoint={dvae}'])
         if 'BEiT v2 (VQ-KD)' in wanted:
-            vqkd = train(args, 'vqkd', VQKD_CONFIG, args.tokenizer_iters, 128,
+            vqkd = train(args, 'vqkd', VQKD_CONFIG, args.tokenizer_iters,
+                         args.tokenizer_batch_size,
                          [f'model.tokenizer.teacher_checkpoint={ckpts["BEiT (dVAE)"]}'],
                          cosine_t_max=False)
             ckpts['BEiT v2 (VQ-KD)'] = train(
