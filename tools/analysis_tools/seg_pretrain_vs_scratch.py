@@ -6,12 +6,14 @@ scratch (``model.backbone.init_cfg=None``), and tabulates the final validation m
 and aAcc (mmseg's IoUMetric) together with the training time. Each run writes
 ``WORK_DIR/<run>/result.json``; the table is rebuilt from every result present, so the runs
 may be made separately (``--runs scratch`` now, ``--runs pretrained`` once the checkpoint
-exists).
+exists). ``--figure`` additionally runs ``tools/test.py --out`` on each run's last checkpoint
+and draws the first validation scenes: image, ground truth, then one prediction per run.
 
     python tools/dataset_converters/fashion_mnist_scenes_seg.py --out data/fashion_mnist_scenes
     python tools/analysis_tools/seg_pretrain_vs_scratch.py \
         --checkpoint checkpoints/beit_fashion-mnist.pth \
-        --out docs/figures/seg_pretrain_vs_scratch.md
+        --out docs/figures/seg_pretrain_vs_scratch.md \
+        --figure docs/figures/seg_pretrain_vs_scratch.png
 """
 import argparse
 import glob
@@ -20,8 +22,11 @@ import os
 import os.path as osp
 import subprocess
 import sys
+import pickle
 import time
 from typing import Dict, List, Optional
+
+import numpy as np
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = 'configs/upernet_beit/upernet_beit-fmnist_1xb8-300it_fashion-mnist-scenes-48x48.py'
@@ -76,6 +81,48 @@ def train_run(run: str, config: str, checkpoint: str, work_dir: str,
     return result
 
 
+def test_run(run: str, config: str, work_dir: str, extra_options: List[str]) -> str:
+    """``tools/test.py --out`` on the run's last checkpoint; returns the pickle path."""
+    run_dir = osp.join(work_dir, run)
+    with open(osp.join(run_dir, 'last_checkpoint')) as f:
+        checkpoint = f.read().strip()
+    out = osp.join(run_dir, 'val_predictions.pkl')
+    cmd = [sys.executable, osp.join(REPO_ROOT, 'tools', 'test.py'), config, checkpoint,
+           '--work-dir', osp.join(run_dir, 'test'), '--out', out]
+    if extra_options:
+        cmd += ['--cfg-options', *extra_options]
+    print('$ ' + ' '.join(cmd), flush=True)
+    subprocess.run(cmd, cwd=REPO_ROOT, check=True)
+    return out
+
+
+def draw_figure(pickles: Dict[str, str], path: str, num: int = 6, scale: int = 3) -> None:
+    """Rows: the first ``num`` validation scenes; columns: image, ground truth, one
+    prediction per run (class colours of ``FashionMNISTScenesDataset``)."""
+    from PIL import Image
+
+    from beitlab.downstream.mmseg_adapter import FASHION_MNIST_SCENES_PALETTE
+    palette = np.array(FASHION_MNIST_SCENES_PALETTE, np.uint8)
+    preds = {}
+    for run, pkl in pickles.items():
+        with open(pkl, 'rb') as f:  # our own tools/test.py output, not an external file
+            preds[run] = sorted(pickle.load(f), key=lambda r: r['img_path'])[:num]
+    first = next(iter(preds.values()))
+    rows = []
+    for i, sample in enumerate(first):
+        img = np.array(Image.open(sample['img_path']).convert('RGB'))
+        gt = palette[np.asarray(sample['gt_sem_seg']['data'])[0]]
+        cols = [img, gt] + [palette[np.asarray(preds[r][i]['pred_sem_seg']['data'])[0]]
+                            for r in preds]
+        rows.append(np.concatenate([np.pad(c, ((1, 1), (1, 1), (0, 0)), constant_values=255)
+                                    for c in cols], axis=1))
+    grid = np.concatenate(rows, axis=0)
+    os.makedirs(osp.dirname(path) or '.', exist_ok=True)
+    Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale),
+                                 Image.NEAREST).save(path)
+    print(f'figure: {path} (columns: image, ground truth, {", ".join(preds)})')
+
+
 def table(results: List[dict]) -> str:
     """Markdown table, one row per run."""
     lines = ['| backbone init | iterations | mIoU | mAcc | aAcc | final train loss '
@@ -101,6 +148,7 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='extra key=value overrides passed to both runs (e.g. a data_root)')
     parser.add_argument('--out', help='also write the markdown table to this file')
+    parser.add_argument('--figure', help='also draw predictions of every run to this PNG')
     args = parser.parse_args(argv)
 
     if not args.collect_only:
@@ -115,6 +163,10 @@ def main(argv: Optional[list] = None) -> None:
     if not results:
         raise FileNotFoundError(f'no {"|".join(RUNS)}/result.json under {args.work_dir!r}')
     text = table(results)
+    if args.figure:
+        pickles = {r['run']: test_run(r['run'], args.config, args.work_dir, args.cfg_options)
+                   for r in results}
+        draw_figure(pickles, args.figure)
     print(text)
     if args.out:
         os.makedirs(osp.dirname(args.out) or '.', exist_ok=True)
