@@ -15,7 +15,8 @@ tokenizer (target generator) to both steps (the same module for both).
 
 The ratio reported is HF median step time / beitlab median step time (> 1 means
 beitlab is faster). ``transformers`` is optional and not installed by
-``tools/install.sh``; mmpretrain is compared when it imports (``--mmpretrain``).
+``tools/install.sh``. mmpretrain is not compared: its package import needs
+torchvision, which does not install beside the CPU torch 2.13 used here.
 """
 import argparse
 import json
@@ -26,7 +27,6 @@ import time
 from typing import Any, Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from mmengine.config import Config, DictAction
 from mmengine.registry import DefaultScope
 from torch import nn
@@ -53,8 +53,6 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help='transformers attention implementation')
     parser.add_argument('--with-tokenizer', action='store_true',
                         help="run the config's tokenizer inside both steps")
-    parser.add_argument('--mmpretrain', action='store_true',
-                        help='also time mmpretrain BEiT (needs mmpretrain importable)')
     parser.add_argument('--threads', type=int)
     parser.add_argument('--out', help='JSON output file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
@@ -207,9 +205,6 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         return float(loss)
 
     steps = {'beitlab': step_ours, 'transformers': step_hf}
-    if args.mmpretrain:
-        steps.update(mmpretrain_step(backbone, head, img, flat_mask, mask, tokens, device,
-                                     amp, opt_kwargs, n_ours))
 
     flops = {name: count_flops(fn)['total'] for name, fn in steps.items()}
     times = alternate(steps, args.iters, args.warmup, device)
@@ -252,54 +247,6 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         with open(args.out, 'w') as f:
             json.dump(res, f, indent=2)
     return res
-
-
-def mmpretrain_step(backbone, head, img, flat_mask, mask, tokens, device, amp, opt_kwargs,
-                    n_ours) -> dict[str, Callable[[], float]]:
-    """mmpretrain's BEiT ViT + MIM head at the same architecture, when it imports."""
-    try:
-        from mmpretrain.models.backbones import BEiTViT as MMPTBEiTViT
-    except Exception as e:  # noqa: BLE001  (any import failure means: not comparable here)
-        print(f'mmpretrain not compared: import failed ({type(e).__name__}: {e})')
-        return {}
-    gamma = getattr(backbone.blocks[0], 'gamma_1', None)
-    mm_backbone = MMPTBEiTViT(
-        arch=dict(embed_dims=backbone.embed_dims, num_layers=backbone.num_layers,
-                  num_heads=backbone.num_heads,
-                  feedforward_channels=backbone.feedforward_channels),
-        img_size=backbone.img_size[0], patch_size=backbone.patch_size, out_type='raw',
-        use_abs_pos_emb=backbone.pos_embed is not None,
-        use_rel_pos_bias=False, use_shared_rel_pos_bias=backbone.rel_pos_bias is not None,
-        layer_scale_init_value=float(gamma.detach()[0]) if gamma is not None else 0.0,
-        drop_path_rate=0.0).to(device).train()
-    mm_backbone.mask_token = nn.Parameter(torch.zeros(1, 1, backbone.embed_dims,
-                                                      device=device))
-    lm_head = nn.Linear(backbone.embed_dims, head.vocab_size).to(device)
-    n_mm = num_params(mm_backbone) + num_params(lm_head)
-    if n_mm != n_ours:
-        print(f'mmpretrain not compared: {n_mm:,} parameters vs beitlab {n_ours:,}')
-        return {}
-    opt = torch.optim.AdamW(list(mm_backbone.parameters()) + list(lm_head.parameters()),
-                            **opt_kwargs)
-
-    def step() -> float:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            x, _ = mm_backbone.patch_embed(img)
-            B, L, _ = x.shape
-            w = flat_mask.unsqueeze(-1).type_as(x)
-            x = x * (1. - w) + mm_backbone.mask_token.expand(B, L, -1) * w
-            x = torch.cat((mm_backbone.cls_token.expand(B, -1, -1), x), dim=1)
-            rel = mm_backbone.rel_pos_bias() if mm_backbone.rel_pos_bias is not None else None
-            for layer in mm_backbone.layers:
-                x = layer(x, rel_pos_bias=rel)
-            x = mm_backbone.ln1(x)
-            logits = lm_head(x[:, 1:][flat_mask])
-            loss = F.cross_entropy(logits.float(), tokens[flat_mask])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return float(loss)
-    return {'mmpretrain': step}
 
 
 if __name__ == '__main__':
