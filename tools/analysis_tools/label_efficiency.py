@@ -62,6 +62,9 @@ def parse_args() -> argparse.Namespace:
                    'pre-trained lower layers, so it would only hold the baseline back)')
     p.add_argument('--inits', nargs='+', default=['pretrained', 'scratch'],
                    choices=['pretrained', 'scratch'])
+    p.add_argument('--recipe', choices=['light', 'full'], default='light',
+                   help='light: crop + flip + label smoothing + drop path (short budgets); '
+                   'full: the config as is (+ Mixup/CutMix, RandAugment, random erasing)')
     p.add_argument('--bf16', action='store_true', help='bfloat16 autocast for train and test')
     p.add_argument('--threads', type=int, default=1, help='OMP_NUM_THREADS of each run')
     p.add_argument('--work-dir', default='work_dirs/label_efficiency')
@@ -87,42 +90,70 @@ def balanced_subset(lines: List[str], size: int, seed: int) -> List[str]:
     return chosen
 
 
-def run_key(init: str, size: int, seed: int) -> str:
-    return f'{init}_n{size}_s{seed}'
+def run_key(recipe: str, init: str, size: int, seed: int) -> str:
+    return f'{recipe}_{init}_n{size}_s{seed}'
+
+
+LIGHT_TRAIN_PIPELINE = [
+    dict(type='LoadImageChecked'),
+    dict(type='mmcv.Pad', size=(32, 32), pad_val=0),
+    dict(type='RandomResizedCrop', size=32, scale=(0.6, 1.0), interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackImageInputs'),
+]
+
+
+def build_run_config(args: argparse.Namespace, init: str, seed: int, iters: int,
+                     ann_file: str, work: str) -> str:
+    """The fine-tuning config with this run's data list, init, schedule and recipe; dumped to
+    ``<work>/config.py`` and returned."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(args.config)
+    warmup = max(1, int(round(args.warmup_frac * iters)))
+    cfg.model.pretrained = osp.abspath(args.checkpoint) if init == 'pretrained' else None
+    for loader in ('train_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = osp.abspath(args.data_root)
+    cfg.train_dataloader.dataset.ann_file = ann_file
+    cfg.train_dataloader.batch_size = args.batch_size
+    if args.recipe == 'light':
+        # Mixup/CutMix, RandAugment and random erasing are built for 100+ epoch schedules; in a
+        # few hundred steps they keep BOTH models from fitting (random init stayed at chance).
+        cfg.model.data_preprocessor.mixup = None
+        cfg.train_dataloader.dataset.pipeline = LIGHT_TRAIN_PIPELINE
+    cfg.optim_wrapper.optimizer.lr = args.lr
+    if init == 'scratch':
+        cfg.optim_wrapper.paramwise_cfg.layer_decay_rate = args.scratch_layer_decay
+    if args.bf16:
+        cfg.optim_wrapper.type = 'AutocastOptimWrapper'
+        cfg.test_cfg = dict(type='TestLoop', fp16=True)
+    cfg.param_scheduler = [
+        dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup),
+        dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=False, begin=warmup, end=iters),
+    ]
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters + 1)
+    cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=iters, by_epoch=False,
+                                        max_keep_ckpts=1)
+    cfg.default_hooks.logger.interval = 50
+    cfg.randomness = dict(seed=seed, deterministic=False)
+    os.makedirs(work, exist_ok=True)
+    path = osp.join(work, 'config.py')
+    cfg.dump(path)
+    return path
 
 
 def one_run(args: argparse.Namespace, init: str, size: int, seed: int, iters: int,
             ann_file: str) -> dict:
     """Fine-tune with tools/train.py, evaluate the final checkpoint with tools/test.py."""
-    key = run_key(init, size, seed)
+    key = run_key(args.recipe, init, size, seed)
     work = osp.abspath(osp.join(args.work_dir, key))
-    warmup = max(1, int(round(args.warmup_frac * iters)))
-    decay = None if init == 'pretrained' else args.scratch_layer_decay
-    opts = [
-        f'model.pretrained={osp.abspath(args.checkpoint) if init == "pretrained" else None}',
-        f'train_dataloader.dataset.data_root={osp.abspath(args.data_root)}',
-        f'train_dataloader.dataset.ann_file={ann_file}',
-        f'train_dataloader.batch_size={args.batch_size}',
-        f'test_dataloader.dataset.data_root={osp.abspath(args.data_root)}',
-        f'optim_wrapper.optimizer.lr={args.lr}',
-        f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters + 1}',
-        f'param_scheduler.0.end={warmup}', f'param_scheduler.1.begin={warmup}',
-        f'param_scheduler.1.end={iters}',
-        'val_dataloader=None', 'val_evaluator=None', 'val_cfg=None',
-        f'default_hooks.checkpoint.interval={iters}', 'default_hooks.logger.interval=50',
-        f'randomness.seed={seed}',
-    ]
-    if decay is not None:
-        opts.append(f'optim_wrapper.paramwise_cfg.layer_decay_rate={decay}')
-    if args.bf16:
-        opts += ['optim_wrapper.type=AutocastOptimWrapper', 'test_cfg.fp16=True']
+    config = build_run_config(args, init, seed, iters, ann_file, work)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=REPO)
     t0 = time.time()
     for tool, extra in (('train.py', ['--work-dir', work]),
                         ('test.py', [osp.join(work, f'iter_{iters}.pth'), '--work-dir',
                                      osp.join(work, 'test')])):
-        cmd = [sys.executable, osp.join(REPO, 'tools', tool), args.config, *extra,
-               '--cfg-options', *opts]
+        cmd = [sys.executable, osp.join(REPO, 'tools', tool), config, *extra]
         with open(osp.join(args.work_dir, f'{key}_{tool[:-3]}.log'), 'w') as log:
             proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         if proc.returncode != 0:
@@ -132,9 +163,9 @@ def one_run(args: argparse.Namespace, init: str, size: int, seed: int, iters: in
     ckpt = osp.join(work, f'iter_{iters}.pth')
     if osp.exists(ckpt):
         os.remove(ckpt)  # ~40 MB each; the numbers are what we keep
-    return dict(key=key, init=init, size=size, seed=seed, iters=iters,
+    return dict(key=key, init=init, size=size, seed=seed, iters=iters, recipe=args.recipe,
                 batch_size=args.batch_size, lr=args.lr, bf16=args.bf16,
-                layer_decay=decay if decay is not None else 'config',
+                layer_decay=(args.scratch_layer_decay if init == 'scratch' else 'config'),
                 top1=metrics['accuracy/top1'], top5=metrics['accuracy/top5'],
                 minutes=round((time.time() - t0) / 60, 2))
 
@@ -206,6 +237,7 @@ def main() -> None:
     if osp.exists(results_file):
         with open(results_file) as f:
             results = [json.loads(line) for line in f if line.strip()]
+    results = [r for r in results if r.get('recipe', 'full') == args.recipe]
     if not args.report_only:
         seeds, iters = parse_map(args.seeds, 'seeds'), parse_map(args.iters, 'iters')
         if 'pretrained' in args.inits and not osp.isfile(args.checkpoint):
@@ -222,7 +254,7 @@ def main() -> None:
                 with open(ann, 'w') as f:
                     f.write('\n'.join(balanced_subset(lines, size, seed)) + '\n')
                 for init in args.inits:
-                    if run_key(init, size, seed) in done:
+                    if run_key(args.recipe, init, size, seed) in done:
                         continue
                     r = one_run(args, init, size, seed, iters[size], ann)
                     print(json.dumps(r), flush=True)
