@@ -33,9 +33,12 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV" || die "could not create a venv; install the venv module (e.g. 'apt-get install python3.11-venv')."
 fi
 PY="$VENV/bin/python"
-PIP=("$PY" -m pip install --disable-pip-version-check)
+# mmengine 0.10.7 and mmcv's setup.py import pkg_resources (removed in setuptools 82);
+# torch itself requires setuptools, so every install below carries this constraint.
+CONSTRAINTS="$VENV/beitlab-constraints.txt"
+printf 'setuptools<82\n' > "$CONSTRAINTS"
+PIP=("$PY" -m pip install --disable-pip-version-check -c "$CONSTRAINTS")
 
-# mmengine 0.10.7 and mmcv's setup.py import pkg_resources (removed in setuptools 82).
 "${PIP[@]}" -q "setuptools<82" wheel
 
 echo ">>> torch $TORCH_VERSION"
@@ -85,6 +88,7 @@ echo ">>> beitlab (editable, with test extras)"
 
 echo ">>> checking the stack"
 "$PY" - <<'PYCHECK' || die "the stack does not import: mmcv.ops must load (see the traceback above)."
+import pkg_resources  # mmengine needs it (setuptools<82)
 import torch, mmengine, mmcv, mmdet, mmseg
 import mmcv.ops
 from mmcv.ops import RoIAlign, nms
