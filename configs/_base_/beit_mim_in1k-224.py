@@ -19,12 +19,12 @@ model = dict(
         drop_path_rate=0.1,
         final_norm=True),
     # DALL-E's 8192-token encoder on the 112 px view (-> 14 x 14 tokens). Weights are not
-    # shipped: convert OpenAI's encoder.pkl (see docs/tokenizers.md) and point `checkpoint`
+    # shipped: convert OpenAI's encoder.pkl (tools/model_converters/dalle_to_beitlab.py) and point `checkpoint`
     # at the result.
     target_generator=dict(
         type='VisualTokenTarget',
         tokenizer=dict(type='DALLEEncoder', vocab_size=8192),
-        checkpoint='checkpoints/dalle_encoder.pth'),
+        checkpoint='checkpoints/dalle_encoder_beitlab.pth'),
     head=dict(type='MIMHead', vocab_size=8192),
     # --imagenet_default_mean_and_std for ImageNet-1k; the tokenizer view stays in [0, 1]
     # (the DALL-E encoder applies its own map_pixels).

@@ -5,7 +5,7 @@
 # Differences from the ImageNet recipe (configs/beit/mim_vit-b.py), for small images and a
 # minutes-long run: 28 px items zero-padded to 32 px (as for the dVAE), crop scale (0.6, 1),
 # 24 of 64 patches masked (the paper's 75/196 = 38 %) in blocks of >= 4 patches (16/196 of
-# the grid), no drop path, lr 1e-3 at batch 64, 50 warm-up iterations, 600 iterations in all.
+# the grid), no drop path, lr 1e-3 at batch 64, 20 warm-up iterations, 200 iterations in all.
 _base_ = ['../_base_/default_runtime.py']
 
 data_root = 'data/fashion_mnist'
@@ -68,7 +68,7 @@ optim_wrapper = dict(
             'gamma_2': dict(decay_mult=0.),
         }))
 
-max_iters, warmup_iters = 600, 50
+max_iters, warmup_iters = 200, 20
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, end_factor=1.0, by_epoch=False,
          begin=0, end=warmup_iters),
@@ -77,6 +77,6 @@ param_scheduler = [
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='CheckpointHook', interval=100, by_epoch=False, max_keep_ckpts=3))
-log_processor = dict(window_size=20, by_epoch=False)
+    logger=dict(type='LoggerHook', interval=10),
+    checkpoint=dict(type='CheckpointHook', interval=50, by_epoch=False, max_keep_ckpts=4))
+log_processor = dict(window_size=10, by_epoch=False)

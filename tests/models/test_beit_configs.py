@@ -91,6 +91,12 @@ def test_tiny_config_trains_two_iterations_and_resumes(tmp_path):
     steps = {float(s['step']) for s in third['optimizer']['state'].values()}
     assert steps == {3.0}
 
+    published = tmp_path / 'beit.pth'
+    run_tool('model_converters/publish_mim_checkpoint.py', work / 'iter_3.pth', published)
+    weights = torch.load(published, map_location='cpu', weights_only=True)  # no allow-list
+    assert weights['state_dict'].keys() == third['state_dict'].keys()
+    assert weights['meta']['iter'] == 3
+
     out = tmp_path / 'vis.png'
     proc = run_tool('visualization/vis_mim.py', config, work / 'iter_3.pth', '--out', out,
                     '--num-images', '2', *opts)

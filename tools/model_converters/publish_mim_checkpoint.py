@@ -1,0 +1,41 @@
+"""Keep only the model weights of a BEiT (MIM) training checkpoint.
+
+    python tools/model_converters/publish_mim_checkpoint.py \
+        work_dirs/beit_vit-fmnist_fashion-mnist/iter_600.pth checkpoints/beit_fashion-mnist.pth
+
+The output is ``dict(state_dict={backbone.*, head.*}, meta={source, iter})``: no optimizer
+state or logging history, so it is small and loads with ``torch.load(weights_only=True)``
+without any allow-list. The frozen tokenizer is never part of a BEiT state dict.
+"""
+import argparse
+import os
+import os.path as osp
+from typing import Optional, Sequence
+
+import torch
+
+from beitlab.utils import install_safe_checkpoint_loading, safe_torch_load
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description='training checkpoint -> model weights')
+    parser.add_argument('src', help='mmengine checkpoint written by tools/train.py')
+    parser.add_argument('dst', help='output file')
+    parser.add_argument('--prefixes', nargs='+', default=['backbone.', 'head.'],
+                        help='state-dict key prefixes to keep')
+    args = parser.parse_args(argv)
+    install_safe_checkpoint_loading()
+    ckpt = safe_torch_load(args.src)
+    state = ckpt.get('state_dict', ckpt)
+    kept = {k: v for k, v in state.items() if k.startswith(tuple(args.prefixes))}
+    if not kept:
+        raise KeyError(f'{args.src!r} has no key starting with {args.prefixes}; '
+                       f'first keys: {list(state)[:5]}')
+    meta = dict(source=osp.abspath(args.src), iter=ckpt.get('meta', {}).get('iter'))
+    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
+    torch.save(dict(state_dict=kept, meta=meta), args.dst)
+    print(f'saved {len(kept)} tensors ({", ".join(args.prefixes)}) to {args.dst}')
+
+
+if __name__ == '__main__':
+    main()
