@@ -13,7 +13,7 @@ from typing import Optional
 
 import mmcv
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.dataset import pseudo_collate
 from mmengine.runner import load_checkpoint
 
@@ -30,11 +30,15 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument('--num-images', type=int, default=32)
     parser.add_argument('--ncols', type=int, default=None, help='pairs per row')
     parser.add_argument('--split', choices=['train', 'val', 'test'], default='test')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config keys, e.g. test_dataloader.dataset.data_root=X')
     args = parser.parse_args(argv)
 
     register_all_modules(init_default_scope=True)
     install_safe_checkpoint_loading()
     cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
     model = MODELS.build(cfg.model)
     load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
     model.eval()
