@@ -1,6 +1,6 @@
-# Mask R-CNN on Fashion-MNIST scenes (64 x 64, 1-4 real items each) with the shared
+# Mask R-CNN on Fashion-MNIST scenes (48 x 48, 1-3 real items each) with the shared
 # Fashion-MNIST BEiT backbone (DESIGN.md: 6 layers, 192 dims, patch 4) loaded from
-# checkpoints/beit_fashion-mnist.pth. The 16 x 16 patch grid is 2x the pre-training grid
+# checkpoints/beit_fashion-mnist.pth. The 12 x 12 patch grid is 1.5x the pre-training grid
 # (8 x 8): position embedding and relative position bias are interpolated on load.
 # Random-init baseline, same budget: --cfg-options model.backbone.init_cfg=None
 # (tools/analysis_tools/det_pretrain_vs_scratch.py runs both).
@@ -12,10 +12,12 @@ num_classes = 10
 channels = 128
 model = dict(
     # the BEiT pre-training normalisation (configs/beit/beit_vit-fmnist_fashion-mnist.py)
-    data_preprocessor=dict(mean=[72.94] * 3, std=[90.02] * 3, bgr_to_rgb=False),
+    # (pad to a multiple of 16 only: 48 px must stay 48 px for the position embedding)
+    data_preprocessor=dict(mean=[72.94] * 3, std=[90.02] * 3, bgr_to_rgb=False,
+                           pad_size_divisor=16),
     backbone=dict(
         arch=dict(embed_dims=192, num_layers=6, num_heads=3, feedforward_channels=768),
-        img_size=64,
+        img_size=48,
         patch_size=4,
         out_indices=(5, ),
         drop_path_rate=0.1,
@@ -36,16 +38,16 @@ model = dict(
     train_cfg=dict(
         rpn_proposal=dict(nms_pre=500, max_per_img=200),
         rcnn=dict(sampler=dict(num=64))),
-    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=200), rcnn=dict(max_per_img=50)))
+    test_cfg=dict(rpn=dict(nms_pre=300, max_per_img=100), rcnn=dict(max_per_img=20)))
 
-max_epochs = 4
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
+# a fixed iteration budget (tools/analysis_tools/det_pretrain_vs_scratch.py --iters changes it)
+max_iters = 600
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, eta_min_ratio=0.01,
-         convert_to_iter_based=True)
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=0, end=max_iters, eta_min_ratio=0.01)
 ]
 # AdamW with layer-wise lr decay over the 6 blocks (BEiT Sec. 3.1); no decay on norms,
 # biases, position embeddings and bias tables. AMP: tools/train.py --amp.
@@ -55,4 +57,6 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=4e-4, betas=(0.9, 0.999), weight_decay=0.05),
     paramwise_cfg=dict(layer_decay_rate=0.75),
     clip_grad=dict(max_norm=5.0))
-default_hooks = dict(logger=dict(interval=25), checkpoint=dict(interval=max_epochs))
+default_hooks = dict(logger=dict(interval=10),
+                     checkpoint=dict(by_epoch=False, interval=max_iters))
+log_processor = dict(by_epoch=False)

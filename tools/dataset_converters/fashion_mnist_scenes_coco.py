@@ -13,8 +13,8 @@ Category ids are ``label + 1`` with the class names of ``FASHION_MNIST_CLASSES``
 
 Usage::
 
-    python tools/dataset_converters/fashion_mnist_scenes_coco.py --out data/fmnist_scenes_coco \\
-        --num-train 2000 --num-val 300
+    python tools/dataset_converters/fashion_mnist_scenes_coco.py --out data/fmnist_scenes_coco_48px \\
+        --num-train 1000 --num-val 100
 """
 import argparse
 import json
@@ -66,14 +66,14 @@ def convert_split(out: str, split: str, num_images: int, src: str, seed: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--out', default='data/fmnist_scenes_coco')
+    parser.add_argument('--out', default='data/fmnist_scenes_coco_48px')
     parser.add_argument('--src', default=DEFAULT_FASHION_MNIST_ROOT,
                         help='folder with the raw Fashion-MNIST idx(.gz) files')
     parser.add_argument('--num-train', type=int, default=1000)
-    parser.add_argument('--num-val', type=int, default=200)
-    parser.add_argument('--canvas', type=int, nargs=2, default=(64, 64), metavar=('H', 'W'))
-    parser.add_argument('--num-items', type=int, nargs=2, default=(1, 4), metavar=('MIN', 'MAX'))
-    parser.add_argument('--item-size', type=int, nargs=2, default=(16, 32),
+    parser.add_argument('--num-val', type=int, default=100)
+    parser.add_argument('--canvas', type=int, nargs=2, default=(48, 48), metavar=('H', 'W'))
+    parser.add_argument('--num-items', type=int, nargs=2, default=(1, 3), metavar=('MIN', 'MAX'))
+    parser.add_argument('--item-size', type=int, nargs=2, default=(16, 28),
                         metavar=('MIN', 'MAX'), help='side of a pasted item in pixels')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()

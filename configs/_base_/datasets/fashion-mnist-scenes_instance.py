@@ -1,9 +1,9 @@
-# Fashion-MNIST scenes in mmdet's COCO layout, made by
-#   python tools/dataset_converters/fashion_mnist_scenes_coco.py --out data/fmnist_scenes_coco
-# 64 x 64 grayscale scenes (loaded as 3 channels) with 1-4 real Fashion-MNIST items each,
-# 16-32 px; boxes + RLE instance masks; COCO box and mask AP (S/M/L by COCO's area ranges).
+# Fashion-MNIST scenes in mmdet's COCO layout, made by (defaults: 1000 train / 100 val)
+#   python tools/dataset_converters/fashion_mnist_scenes_coco.py --out data/fmnist_scenes_coco_48px
+# 48 x 48 grayscale scenes (loaded as 3 channels) with 1-3 real Fashion-MNIST items each,
+# 16-28 px; boxes + RLE instance masks; COCO box and mask AP (S/M/L by COCO's area ranges).
 dataset_type = 'CocoDataset'
-data_root = 'data/fmnist_scenes_coco/'
+data_root = 'data/fmnist_scenes_coco_48px/'
 classes = ('t-shirt_top', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker',
            'bag', 'ankle_boot')
 metainfo = dict(classes=classes)
