@@ -19,6 +19,7 @@ from beitlab.registry import MODELS
 from .rel_pos_bias import (RelativePositionBias, build_relative_position_index,
                            num_relative_distance, relative_position_bias_for_grid,
                            resize_pos_embed, resize_rel_pos_bias_table, to_2tuple_grid)
+from .window_attention import iter_windowed_layers
 
 __all__ = ['BEiTViT', 'BEiTAttention', 'BEiTBlock', 'PatchEmbed', 'Mlp', 'DropPath']
 
@@ -207,6 +208,10 @@ class BEiTViT(BaseModule):
             the final norm.
         init_cfg: mmengine init config (e.g. ``Pretrained``); without it the official
             initialisation is used.
+        window_size: > 0 restricts attention to ``window_size x window_size`` windows of
+            the patch grid in every block not in ``global_attn_indexes`` (ViTDet, for large
+            detection inputs; see ``window_attention.py``); 0 keeps global attention.
+        global_attn_indexes: blocks that keep global attention when ``window_size > 0``.
     """
 
     arch_zoo: Dict[str, Dict[str, int]] = {
@@ -234,8 +239,14 @@ class BEiTViT(BaseModule):
                  final_norm: bool = True,
                  with_cls_token: bool = True,
                  frozen_stages: int = -1,
-                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+                 init_cfg: Optional[Union[dict, List[dict]]] = None,
+                 window_size: int = 0,
+                 global_attn_indexes: Sequence[int] = ()) -> None:
         super().__init__(init_cfg=init_cfg)
+        if window_size < 0:
+            raise ValueError(f'window_size={window_size} must be >= 0 (0 = global attention)')
+        self.window_size = int(window_size)
+        self.global_attn_indexes = tuple(global_attn_indexes)
         self.arch_settings = self._parse_arch(arch)
         self.embed_dims = self.arch_settings['embed_dims']
         self.num_layers = self.arch_settings['num_layers']
@@ -455,6 +466,10 @@ class BEiTViT(BaseModule):
 
     def _layers(self, x: Tensor, mask: Optional[Tensor]):
         """Yield ``(layer index, tokens after it, grid)``; the last one after the final norm."""
+        if self.window_size > 0:
+            yield from iter_windowed_layers(self, x, self.window_size, self.global_attn_indexes,
+                                            mask)
+            return
         tokens, grid = self.embed(x, mask)
         shared_bias = self.rel_pos_bias(grid) if self.rel_pos_bias is not None else None
         for i, block in enumerate(self.blocks):
