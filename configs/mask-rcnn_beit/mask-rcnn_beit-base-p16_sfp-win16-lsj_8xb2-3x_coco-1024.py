@@ -1,12 +1,17 @@
 # Mask R-CNN + BEiT-B/16 on COCO 2017, 3x schedule (36 epochs), large-scale jitter
 # (ViTDet / Ghiasi et al. 2021: resize by 0.1-2.0, crop 1024 x 1024), 16 images per batch.
-# Same model as the 1x config; only the data pipeline and the schedule differ.
+# ViTDet-style backbone: windowed attention (16 x 16 patches, 16 windows over the 64 x 64 grid)
+# in all blocks but 2, 5, 8, 11, which stay global; same parameters as the 1x config, so the
+# same pre-trained weights load.
 _base_ = [
     '../_base_/mmdet_runtime.py', '../_base_/models/mask-rcnn_beitvit-sfp.py',
     '../_base_/datasets/coco_instance_1024.py'
 ]
-model = dict(backbone=dict(init_cfg=dict(
-    type='BEiTPretrained', checkpoint='checkpoints/beit_base_p16_224.pth', prefix='backbone.')))
+model = dict(backbone=dict(
+    window_size=16,
+    global_attn_indexes=(2, 5, 8, 11),
+    init_cfg=dict(type='BEiTPretrained', checkpoint='checkpoints/beit_base_p16_224.pth',
+                  prefix='backbone.')))
 
 lsj_pipeline = [
     dict(type='LoadImageFromFile'),

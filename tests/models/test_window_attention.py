@@ -51,3 +51,18 @@ def test_one_window_over_the_whole_grid_is_global_attention():
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(ref, same))
     win = forward_with_windows(vit, x, window_size=4, global_attn_indexes=(1, ))
     assert win[0].shape == ref[0].shape and not torch.allclose(win[0], ref[0], atol=1e-3)
+
+
+def test_backbone_window_args_match_the_utility():
+    torch.manual_seed(0)
+    kw = dict(arch=TINY, img_size=40, patch_size=4, use_rel_pos_bias=True, out_type='featmap',
+              out_indices=(0, 1), layer_scale_init_value=0.1)
+    vit = BEiTViT(window_size=4, global_attn_indexes=(1, ), **kw).eval()
+    x = torch.randn(2, 3, 40, 40)  # 10 x 10 grid: windows of 4 need padding to 12 x 12
+    outs = vit(x)
+    ref = forward_with_windows(vit, x, window_size=4, global_attn_indexes=(1, ))
+    assert all(torch.equal(a, b) for a, b in zip(outs, ref))
+    assert outs[0].shape == (2, 32, 10, 10)
+    plain = BEiTViT(**kw).eval()
+    plain.load_state_dict(vit.state_dict())  # windows change no parameter
+    assert not torch.allclose(plain(x)[0], outs[0], atol=1e-4)
