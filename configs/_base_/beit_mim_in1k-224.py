@@ -19,8 +19,8 @@ model = dict(
         drop_path_rate=0.1,
         final_norm=True),
     # DALL-E's 8192-token encoder on the 112 px view (-> 14 x 14 tokens). Weights are not
-    # shipped: convert OpenAI's encoder.pkl (tools/model_converters/dalle_to_beitlab.py) and point `checkpoint`
-    # at the result.
+    # shipped: convert OpenAI's encoder.pkl with tools/model_converters/dalle_to_beitlab.py
+    # and point `checkpoint` at the result.
     target_generator=dict(
         type='VisualTokenTarget',
         tokenizer=dict(type='DALLEEncoder', vocab_size=8192),
