@@ -1,6 +1,7 @@
 # Tiny variant of configs/beit/mim_vit-b.py for tests and smoke runs: the same pipeline and
 # optimiser rules, a 2-layer 64-dim ViT on 32 px images (4 px patches, 8 x 8 grid) and a
-# randomly initialised 32-token dVAE, 2 iterations. `data_root` is an ImageNet-style root (train/<class>/*.png).
+# randomly initialised 32-token dVAE, 2 iterations. `data_root` is an ImageNet-style root
+# (train/<class>/*.png).
 _base_ = ['../_base_/default_runtime.py', '../_base_/beit_mim_in1k-224.py']
 
 data_root = 'tests/data/tiny_images'

@@ -28,7 +28,8 @@ def reference_official_mask(rng: random.Random, height: int = 14, width: int = 1
             if w < width and h < height:
                 top = rng.randint(0, height - h)
                 left = rng.randint(0, width - w)
-                already = sum(mask[i][j] for i in range(top, top + h) for j in range(left, left + w))
+                already = sum(mask[i][j] for i in range(top, top + h)
+                              for j in range(left, left + w))
                 if 0 < h * w - already <= budget:
                     for i in range(top, top + h):
                         for j in range(left, left + w):

@@ -1,6 +1,4 @@
-"""Colour jitter of BEiT pre-training (official ``ColorJitter(0.4, 0.4, 0.4)``, Sec. 2.5 / App. D)."""
-from typing import Optional
-
+"""Colour jitter of BEiT pre-training (official ``ColorJitter(0.4, 0.4, 0.4)``, Sec. 2.5)."""
 import cv2
 import mmcv
 import numpy as np

@@ -5,7 +5,7 @@ box and resizes it twice: 224 px bicubic for the ViT and 112 px lanczos for the 
 so every ViT patch (16 px) and its visual token (8 px of the 112 px view) see the same region.
 """
 import math
-from typing import Optional, Sequence, Union
+from typing import Sequence, Union
 
 import mmcv
 import numpy as np

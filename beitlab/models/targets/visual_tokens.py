@@ -3,7 +3,6 @@
 A frozen tokenizer maps the tokenizer view of each image to one token id per ViT patch;
 the MIM head learns to predict the ids of the masked patches.
 """
-import contextlib
 from typing import Optional, Sequence, Union
 
 import torch
