@@ -83,6 +83,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--no-scratch', action='store_true', help='skip the random-init fine-tune')
     p.add_argument('--bench-batch', type=int, default=64)
     p.add_argument('--bench-rounds', type=int, default=5)
+    p.add_argument('--no-benchmark', action='store_true', help='skip the throughput benchmark')
     p.add_argument('--jobs', type=int, default=1, help='runs at once (each OMP_NUM_THREADS=1)')
     p.add_argument('--out', default='docs/variants_table.md')
     p.add_argument('--report-only', action='store_true')
@@ -340,7 +341,8 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         list(pool.map(lambda item: finetune(args, item[0], item[1], train_ann, test_ann), todo))
 
-    benchmark(args, ckpts)
+    if not args.no_benchmark:
+        benchmark(args, ckpts)
     print(write_report(args, load_results(args)))
 
 
