@@ -69,6 +69,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--threads', type=int, default=1, help='OMP_NUM_THREADS of each run')
     p.add_argument('--work-dir', default='work_dirs/label_efficiency')
     p.add_argument('--out', default='docs/label_efficiency', help='writes OUT.md and OUT.png')
+    p.add_argument('--tag', default='',
+                   help='name of this pre-trained checkpoint in run keys and the report '
+                   '(e.g. iter100), so runs from different checkpoints do not collide')
     p.add_argument('--report-only', action='store_true')
     return p.parse_args()
 
@@ -90,8 +93,9 @@ def balanced_subset(lines: List[str], size: int, seed: int) -> List[str]:
     return chosen
 
 
-def run_key(recipe: str, init: str, size: int, seed: int) -> str:
-    return f'{recipe}_{init}_n{size}_s{seed}'
+def run_key(args: argparse.Namespace, init: str, size: int, seed: int) -> str:
+    tag = f'-{args.tag}' if args.tag and init == 'pretrained' else ''
+    return f'{args.recipe}_{init}{tag}_n{size}_s{seed}'
 
 
 LIGHT_TRAIN_PIPELINE = [
@@ -145,7 +149,7 @@ def build_run_config(args: argparse.Namespace, init: str, seed: int, iters: int,
 def one_run(args: argparse.Namespace, init: str, size: int, seed: int, iters: int,
             ann_file: str) -> dict:
     """Fine-tune with tools/train.py, evaluate the final checkpoint with tools/test.py."""
-    key = run_key(args.recipe, init, size, seed)
+    key = run_key(args, init, size, seed)
     work = osp.abspath(osp.join(args.work_dir, key))
     config = build_run_config(args, init, seed, iters, ann_file, work)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=REPO)
@@ -164,6 +168,7 @@ def one_run(args: argparse.Namespace, init: str, size: int, seed: int, iters: in
     if osp.exists(ckpt):
         os.remove(ckpt)  # ~40 MB each; the numbers are what we keep
     return dict(key=key, init=init, size=size, seed=seed, iters=iters, recipe=args.recipe,
+                checkpoint=args.checkpoint if init == 'pretrained' else None, tag=args.tag,
                 batch_size=args.batch_size, lr=args.lr, bf16=args.bf16,
                 layer_decay=(args.scratch_layer_decay if init == 'scratch' else 'config'),
                 top1=metrics['accuracy/top1'], top5=metrics['accuracy/top5'],
@@ -182,10 +187,12 @@ def fmt(values: List[float]) -> str:
     return f'{m:.2f}' if len(values) == 1 else f'{m:.2f} ± {s:.2f}'
 
 
-def write_report(results: List[dict], out: str) -> str:
+def write_report(results: List[dict], out: str, tag: str = '') -> str:
     """Markdown table (mean ± sample std over seeds; the gap is paired by seed) and a plot."""
     by = defaultdict(dict)
     for r in results:
+        if r['init'] == 'pretrained' and r.get('tag', '') != tag:
+            continue
         by[r['size']].setdefault(r['init'], {})[r['seed']] = r
     rows = ['| labels | steps x batch | seeds | pre-trained top-1 (%) | random init top-1 (%) '
             '| gap (points) | min / max gap |', '|---|---|---|---|---|---|---|']
@@ -254,14 +261,14 @@ def main() -> None:
                 with open(ann, 'w') as f:
                     f.write('\n'.join(balanced_subset(lines, size, seed)) + '\n')
                 for init in args.inits:
-                    if run_key(args.recipe, init, size, seed) in done:
+                    if run_key(args, init, size, seed) in done:
                         continue
                     r = one_run(args, init, size, seed, iters[size], ann)
                     print(json.dumps(r), flush=True)
                     results.append(r)
                     with open(results_file, 'a') as f:
                         f.write(json.dumps(r) + '\n')
-    print(write_report(results, args.out))
+    print(write_report(results, args.out, args.tag))
 
 
 if __name__ == '__main__':
