@@ -185,7 +185,7 @@ def load_results(args: argparse.Namespace) -> List[dict]:
 
 
 # ---------------------------------------------------------------------------- throughput
-def benchmark(args: argparse.Namespace, checkpoints: Dict[str, str]) -> Dict[str, float]:
+def benchmark(args: argparse.Namespace) -> Dict[str, float]:
     """Images/s of one pre-training step per variant (1 thread, interleaved rounds, median)."""
     import numpy as np
     import torch
@@ -342,7 +342,7 @@ def main() -> None:
         list(pool.map(lambda item: finetune(args, item[0], item[1], train_ann, test_ann), todo))
 
     if not args.no_benchmark:
-        benchmark(args, ckpts)
+        benchmark(args)
     print(write_report(args, load_results(args)))
 
 
