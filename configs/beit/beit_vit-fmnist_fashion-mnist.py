@@ -14,7 +14,7 @@ grid = img_size // patch_size
 # Must equal the tokenizer of configs/dvae/dvae_fashion-mnist.py (tests check it).
 tokenizer = dict(type='DVAE', vocab_size=512, downsample=4, in_channels=3, hidden_channels=32,
                  embed_dim=64, num_res_blocks=1, beta=0.25,
-                 quantizer=dict(restart_unused_after=50))
+                 quantizer=dict(restart_unused_after=20))
 # Fashion-MNIST statistics (0.2860, 0.3530 of 255), as the fine-tuning config.
 mean, std = [72.94] * 3, [90.02] * 3
 
