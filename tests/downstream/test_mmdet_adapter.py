@@ -165,3 +165,24 @@ def test_amp_optim_wrapper_with_layer_decay(tiny_cfg):
     with wrapper.optim_context(model):
         losses = model(**demo_batch(model), mode='loss')
     wrapper.update_params(model.parse_losses(losses)[0])
+
+
+@pytest.mark.parametrize('path', sorted(CONFIGS.glob('*.py')), ids=lambda p: p.name)
+def test_configs_are_consistent(path):
+    """Every config loads; inputs are padded to the backbone's img_size (absolute position
+    embedding); windows tile the patch grid; the neck reads the backbone's channels."""
+    cfg = Config.fromfile(str(path))
+    assert cfg.default_scope == 'mmdet'
+    assert 'beitlab.downstream.mmdet_adapter' in cfg.custom_imports['imports']
+    backbone = cfg.model.backbone
+    grid = backbone.img_size // backbone.patch_size
+    assert backbone.img_size % backbone.patch_size == 0
+    if backbone.get('window_size', 0):
+        assert grid % backbone.window_size == 0
+    pads = [t for t in cfg.train_dataloader.dataset.pipeline if t['type'] == 'Pad']
+    if pads:
+        assert tuple(pads[0]['size']) == (backbone.img_size, ) * 2
+    necks = cfg.model.neck if isinstance(cfg.model.neck, list) else [cfg.model.neck]
+    dims = backbone.arch['embed_dims']
+    assert necks[0].get('in_channels', necks[0].get('embed_dims')) == dims
+    assert cfg.optim_wrapper.constructor == 'beitlab.LayerDecayOptimWrapperConstructor'
