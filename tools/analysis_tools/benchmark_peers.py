@@ -53,6 +53,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help='transformers attention implementation')
     parser.add_argument('--with-tokenizer', action='store_true',
                         help="run the config's tokenizer inside both steps")
+    parser.add_argument('--fused-adamw', action='store_true',
+                        help='fused AdamW kernel for both frameworks')
     parser.add_argument('--threads', type=int)
     parser.add_argument('--out', help='JSON output file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
@@ -173,6 +175,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         tok_view = torch.randn(B, 3, tok_size, tok_size, generator=gen).to(device)
 
     opt_kwargs = dict(lr=1.5e-3, betas=(0.9, 0.999), weight_decay=0.05)
+    if args.fused_adamw:
+        opt_kwargs['fused'] = True
     ours_params = [p for p in list(backbone.parameters()) + list(head.parameters())
                    if p.requires_grad]
     opt_ours = torch.optim.AdamW(ours_params, **opt_kwargs)
@@ -212,7 +216,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
 
     res: dict[str, Any] = dict(
         config=args.config, device=str(device), batch_size=B, num_masked=args.num_masked,
-        amp=args.amp, with_tokenizer=args.with_tokenizer, iters=args.iters,
+        amp=args.amp, with_tokenizer=args.with_tokenizer, fused_adamw=args.fused_adamw,
+        iters=args.iters,
         warmup=args.warmup, params=n_ours, hf_attn=args.hf_attn,
         versions=dict(torch=torch.__version__, transformers=transformers.__version__),
         torch_threads=torch.get_num_threads(), matmul=matmul, frameworks={})
