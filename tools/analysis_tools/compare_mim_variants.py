@@ -77,6 +77,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--finetune-iters', type=int, default=200)
     p.add_argument('--finetune-batch-size', type=int, default=32)
     p.add_argument('--finetune-lr', type=float, default=1e-3)
+    p.add_argument('--finetune-mixup-prob', type=float, default=1.0,
+                   help='probability of Mixup/CutMix per batch (the recipe: 1.0); a run of a '
+                   'few dozen steps learns little under Mixup, so short comparisons lower it')
     p.add_argument('--test-images', type=int, default=10000,
                    help='class-balanced subset of the test split (10000: all of it)')
     p.add_argument('--seed', type=int, default=0)
@@ -150,6 +153,7 @@ def finetune(args: argparse.Namespace, name: str, pretrained: Optional[str], tra
             f'test_dataloader.dataset.data_root={root}',
             f'test_dataloader.dataset.ann_file={test_ann}',
             f'optim_wrapper.optimizer.lr={args.finetune_lr}',
+            f'model.data_preprocessor.mixup.prob={args.finetune_mixup_prob}',
             f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters + 1}',
             *schedule_opts(iters, cosine_t_max=False)[1:],
             'val_dataloader=None', 'val_evaluator=None', 'val_cfg=None',
@@ -164,6 +168,7 @@ def finetune(args: argparse.Namespace, name: str, pretrained: Optional[str], tra
     with open(osp.join(work, 'test', 'metrics.json')) as f:
         top1 = float(json.load(f)['accuracy/top1'])
     record(args, dict(kind='finetune', name=name, top1=top1, iters=iters,
+                      mixup_prob=args.finetune_mixup_prob,
                       labels=args.finetune_labels, test_images=args.test_images,
                       minutes=round((time.time() - t0) / 60, 2)))
     return top1
@@ -259,7 +264,8 @@ def write_report(args: argparse.Namespace, results: List[dict]) -> str:
         rows.append(f'| random init (no pre-training) | - | {top1["random init"]:.2f} | - |')
     setup = (f'Pre-training: {args.pretrain_iters} iterations x batch {args.batch_size} for every '
              f'variant; fine-tuning: {args.finetune_iters} iterations x batch '
-             f'{args.finetune_batch_size} on {args.finetune_labels} labels; test: '
+             f'{args.finetune_batch_size} on {args.finetune_labels} labels (Mixup/CutMix '
+             f'probability {args.finetune_mixup_prob}); test: '
              f'{args.test_images} test images; images/s: median of {args.bench_rounds} '
              f'interleaved steps at batch {args.bench_batch}'
              + (f' (load average {bench[-1]["load_average"]:.1f})' if bench else '') + '.')
