@@ -11,7 +11,6 @@ to the new patch grid. Segmentation and detection adapters reuse
 import re
 from typing import Dict, Mapping, Tuple, Union
 
-import torch
 from mmengine.logging import print_log
 from torch import Tensor, nn
 

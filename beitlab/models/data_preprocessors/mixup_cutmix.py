@@ -9,7 +9,6 @@ probability ``prob`` (timm's ``Mixup`` in ``mode='batch'``).
 from typing import Optional, Tuple
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
