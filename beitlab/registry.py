@@ -47,7 +47,8 @@ TOKENIZERS = Registry('tokenizer', scope='beitlab')
 TOKENIZERS.__doc__ = """Visual tokenizers (``nn.Module``): map an image view to a grid of token ids.
 
 A registered tokenizer exposes ``vocab_size: int`` and ``downsample: int`` and
-implements ``get_tokens(img: [B, 3, h, w] float) -> [B, h/downsample, w/downsample] int64``.
+implements ``get_tokens(img: [B, 3, h, w] float RGB in [0, 1]) -> [B, h/downsample, w/downsample]
+int64``; any further input scaling (e.g. DALL-E's ``map_pixels``) happens inside the tokenizer.
 Trainable ones (dVAE, VQ-KD) also implement ``loss(img) -> dict[str, Tensor]``.
 """
 
