@@ -30,6 +30,7 @@ class PhaseResult:
     seconds: list[float]
     peak_memory_bytes: Optional[int] = None
     extra: dict[str, Any] = field(default_factory=dict)
+    cpu_seconds: list[float] = field(default_factory=list)
 
     @property
     def median_s(self) -> float:
@@ -49,6 +50,8 @@ class PhaseResult:
         out.update(median_s=self.median_s, images_per_s=self.images_per_s,
                    mean_images_per_s=self.mean_images_per_s,
                    min_s=min(self.seconds), max_s=max(self.seconds))
+        if self.cpu_seconds:
+            out['median_cpu_s'] = statistics.median(self.cpu_seconds)
         return out
 
 
@@ -63,6 +66,9 @@ def time_iterations(name: str, step: Callable[[], Any], *, iters: int, warmup: i
     """Run ``step`` ``warmup`` times untimed, then ``iters`` times timed one by one.
 
     Peak memory is reset before the warm-up, so it covers every call of ``step``.
+    Besides wall-clock seconds, the CPU seconds of this process (all its threads,
+    not the dataloader workers) are recorded: on a shared machine they stay close
+    to what the step costs, where wall-clock time grows with the neighbours' load.
     """
     if iters < 1:
         raise ValueError(f'iters must be >= 1, got {iters}')
@@ -70,13 +76,15 @@ def time_iterations(name: str, step: Callable[[], Any], *, iters: int, warmup: i
     for _ in range(warmup):
         step()
     synchronize(device)
-    seconds = []
+    seconds, cpu_seconds = [], []
     for _ in range(iters):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         step()
         synchronize(device)
         seconds.append(time.perf_counter() - start)
-    return PhaseResult(name, images_per_iter, seconds, peak_memory_bytes(device))
+        cpu_seconds.append(time.process_time() - cpu_start)
+    return PhaseResult(name, images_per_iter, seconds, peak_memory_bytes(device),
+                       cpu_seconds=cpu_seconds)
 
 
 def measure_matmul_rate(device: torch.device | str = 'cpu', dtype: torch.dtype = torch.float32,
@@ -94,15 +102,17 @@ def measure_matmul_rate(device: torch.device | str = 'cpu', dtype: torch.dtype =
     b = torch.randn(size, size, device=device).to(dtype)
     torch.mm(a, b)
     synchronize(device)
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         torch.mm(a, b)
         synchronize(device)
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     flops = 2.0 * size ** 3
     return dict(size=size, dtype=str(dtype).replace('torch.', ''),
-                flops_per_s=flops / statistics.median(times), best_flops_per_s=flops / min(times))
+                flops_per_s=flops / statistics.median(times), best_flops_per_s=flops / min(times),
+                flops_per_cpu_s=flops / max(statistics.median(cpu_times), 1e-9))
 
 
 def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:

@@ -221,6 +221,8 @@ def _model_phases(args, cfg, device, batches, batch_size, results):
     matmul = dict(matmul_after, before=matmul_before['flops_per_s'],
                   after=matmul_after['flops_per_s'],
                   flops_per_s=(matmul_before['flops_per_s'] + matmul_after['flops_per_s']) / 2,
+                  flops_per_cpu_s=(matmul_before['flops_per_cpu_s'] +
+                                   matmul_after['flops_per_cpu_s']) / 2,
                   best_flops_per_s=max(matmul_before['best_flops_per_s'],
                                        matmul_after['best_flops_per_s']))
 
@@ -297,6 +299,12 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             flops_per_step=flops['total'], flops_per_image=flops['total'] / batch_size,
             by_op=flops['by_op'], achieved_flops_per_s=achieved,
             utilisation=achieved / matmul['flops_per_s'])
+        cpu_s = out['phases']['model'].get('median_cpu_s')
+        if device.type == 'cpu' and cpu_s:
+            # FLOP per CPU-second of the step over that of the matmul: the same ratio
+            # on an idle machine, far less sensitive to a loaded one.
+            out['model_flops']['utilisation_cpu_time'] = \
+                flops['total'] / cpu_s / matmul['flops_per_cpu_s']
     out['loadavg_start'] = loadavg_start
     out['loadavg_end'] = _loadavg()
     return out
@@ -327,7 +335,9 @@ def summary_table(result: dict[str, Any]) -> str:
         mf = result['model_flops']
         lines.append(f"model step: {mf['flops_per_step'] / 1e9:.1f} GFLOP/step, achieved "
                      f"{mf['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s = "
-                     f"{100 * mf['utilisation']:.0f}% of the matmul rate")
+                     f"{100 * mf['utilisation']:.0f}% of the matmul rate"
+                     + (f" ({100 * mf['utilisation_cpu_time']:.0f}% per CPU-second)"
+                        if 'utilisation_cpu_time' in mf else ''))
     if 'data' in result['phases'] and 'model' in result['phases']:
         ratio = result['phases']['data']['images_per_s'] / result['phases']['model']['images_per_s']
         lines.append(f"data pipeline / model step: {ratio:.2f}x")
