@@ -22,8 +22,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='directory for logs and metrics.json')
     parser.add_argument('--out', help='dump the raw predictions to this pickle file')
-    parser.add_argument('--show-dir', help='save visualisations (overlays, boxes, masks) '
-                        'under <work_dir>/<timestamp>/<show_dir>')
+    parser.add_argument('--show-dir', help='save visualisations: mmseg overlays under '
+                        '<work_dir>/<show_dir>/vis_data/vis_image, mmdet boxes and masks under '
+                        '<work_dir>/<timestamp>/<show_dir>, beitlab hooks under <work_dir>/<show_dir>')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
