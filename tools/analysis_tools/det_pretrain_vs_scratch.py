@@ -74,15 +74,17 @@ def plot(results: Dict[str, Dict], path: str, title: str) -> None:
     ax1.legend()
     keys = ['bbox_mAP', 'bbox_mAP_50', 'segm_mAP', 'segm_mAP_50']
     width = 0.8 / len(results)
+    top = max(100 * res['metrics'][k] for res in results.values() for k in keys) or 1.0
     for i, (run, res) in enumerate(results.items()):
         xs = [j + i * width for j in range(len(keys))]
         vals = [100 * res['metrics'][k] for k in keys]
         ax2.bar(xs, vals, width, label=run)
         for x, v in zip(xs, vals):
-            ax2.text(x, v + 0.5, f'{v:.1f}', ha='center', fontsize=8)
+            ax2.text(x, v + 0.02 * top, f'{v:.1f}', ha='center', fontsize=8)
     ax2.set_xticks([j + width * (len(results) - 1) / 2 for j in range(len(keys))])
     ax2.set_xticklabels(['box AP', 'box AP50', 'mask AP', 'mask AP50'])
     ax2.set_ylabel('COCO AP (%)')
+    ax2.set_ylim(0, 1.15 * top)
     ax2.legend()
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
