@@ -29,9 +29,7 @@ from mmengine.dataset import pseudo_collate
 
 from beitlab.registry import DATASETS, MODELS
 from beitlab.utils import install_safe_checkpoint_loading, register_all_modules, safe_torch_load
-
-GREEN, RED, GRAY = (60, 200, 60), (220, 50, 50), (128, 128, 128)
-
+from beitlab.visualization.mim_visualizer import MIMVisualizer
 
 def eval_pipeline(pipeline: list) -> list:
     """The training pipeline without colour jitter and flip, cropping the whole image."""
@@ -44,21 +42,6 @@ def eval_pipeline(pipeline: list) -> list:
             step.update(scale=(1.0, 1.0), ratio=(1.0, 1.0))
         out.append(step)
     return out
-
-
-def upscale(img: np.ndarray, factor: int) -> np.ndarray:
-    return cv2.resize(img, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
-
-
-def paint_patches(img: np.ndarray, where: np.ndarray, colour: tuple, alpha: float) -> np.ndarray:
-    """Blend ``colour`` into the patches where ``where`` [h, w] is True (img is RGB)."""
-    h, w = where.shape
-    ph, pw = img.shape[0] // h, img.shape[1] // w
-    out = img.astype(np.float32)
-    for i, j in zip(*np.nonzero(where)):
-        cell = out[i * ph:(i + 1) * ph, j * pw:(j + 1) * pw]
-        cell[...] = (1 - alpha) * cell + alpha * np.array(colour, np.float32)
-    return out.clip(0, 255).astype(np.uint8)
 
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:
@@ -115,28 +98,18 @@ def main(argv: Optional[list] = None) -> None:
                                  for s in samples])
             dec_gt, dec_pred = decode(gt), decode(mixed)
 
+    visualizer = MIMVisualizer(scale=args.scale)
     rows, hits, total = [], 0, 0
     for i, sample in enumerate(samples):
         view = raw_vit[i].permute(1, 2, 0).numpy()
-        view = view[..., ::-1] if model.data_preprocessor.to_rgb else view  # BGR -> RGB
+        view = np.ascontiguousarray(view[..., ::-1] if model.data_preprocessor.to_rgb else view)
         mask = sample.mask.cpu().numpy()
         correct = sample.correct.cpu().numpy()
         hits += int((correct & mask).sum())
         total += int(mask.sum())
-        panels = [view, paint_patches(view, mask, GRAY, 1.0),
-                  paint_patches(paint_patches(view, mask & correct, GREEN, 0.6),
-                                mask & ~correct, RED, 0.6)]
-        if decode is not None:
-            size = view.shape[1::-1]
-            panels += [cv2.resize(to_uint8(dec_gt[i]), size),
-                       cv2.resize(to_uint8(dec_pred[i]), size)]
-        sep = np.full((view.shape[0] * args.scale, 4, 3), 255, np.uint8)
-        row = []
-        for p in panels:
-            row += [upscale(np.ascontiguousarray(p), args.scale), sep]
-        rows.append(np.concatenate(row[:-1], axis=1))
-        rows.append(np.full((4, rows[-1].shape[1], 3), 255, np.uint8))
-    grid = np.concatenate(rows[:-1], axis=0)
+        extra = [to_uint8(dec_gt[i]), to_uint8(dec_pred[i])] if decode is not None else []
+        rows.append(visualizer.draw_mim_row(view, mask, correct, extra))
+    grid = visualizer.stack_rows(rows)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     cv2.imwrite(args.out, grid[..., ::-1])
     panels_desc = 'view | masked input | masked patches right (green) / wrong (red)'
