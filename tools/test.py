@@ -9,11 +9,15 @@ import argparse
 import json
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from beitlab.utils import prepare_config, register_all_modules
+# The repository root, so that configs can ``custom_imports`` modules of projects/.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from beitlab.utils import prepare_config, register_all_modules  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

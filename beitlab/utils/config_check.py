@@ -140,8 +140,10 @@ def check_config_types(cfg: Config) -> None:
         root = _root_registry(registry_name)
         if root is None or _resolves(root, scope, type_name):
             continue
-        if registry_name in _MODEL_FAMILY and path.startswith('model') and any(
+        if path.startswith('model') and any(
                 _resolves(_root_registry(other), scope, type_name) for other in _MODEL_FAMILY):
+            # Modules nested in a tokenizer or target (an encoder, a teacher network)
+            # are models too.
             continue
         candidates = _registered_names(root)
         close = difflib.get_close_matches(type_name, candidates, n=5, cutoff=0.5)
