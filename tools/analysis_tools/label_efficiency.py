@@ -93,9 +93,9 @@ def balanced_subset(lines: List[str], size: int, seed: int) -> List[str]:
     return chosen
 
 
-def run_key(args: argparse.Namespace, init: str, size: int, seed: int) -> str:
+def run_key(args: argparse.Namespace, init: str, size: int, seed: int, iters: int) -> str:
     tag = f'-{args.tag}' if args.tag and init == 'pretrained' else ''
-    return f'{args.recipe}_{init}{tag}_n{size}_s{seed}'
+    return f'{args.recipe}_{init}{tag}_n{size}_it{iters}_s{seed}'
 
 
 LIGHT_TRAIN_PIPELINE = [
@@ -149,7 +149,7 @@ def build_run_config(args: argparse.Namespace, init: str, seed: int, iters: int,
 def one_run(args: argparse.Namespace, init: str, size: int, seed: int, iters: int,
             ann_file: str) -> dict:
     """Fine-tune with tools/train.py, evaluate the final checkpoint with tools/test.py."""
-    key = run_key(args, init, size, seed)
+    key = run_key(args, init, size, seed, iters)
     work = osp.abspath(osp.join(args.work_dir, key))
     config = build_run_config(args, init, seed, iters, ann_file, work)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=REPO)
@@ -193,11 +193,11 @@ def write_report(results: List[dict], out: str, tag: str = '') -> str:
     for r in results:
         if r['init'] == 'pretrained' and r.get('tag', '') != tag:
             continue
-        by[r['size']].setdefault(r['init'], {})[r['seed']] = r
+        by[(r['size'], r['iters'])].setdefault(r['init'], {})[r['seed']] = r
     rows = ['| labels | steps x batch | seeds | pre-trained top-1 (%) | random init top-1 (%) '
             '| gap (points) | min / max gap |', '|---|---|---|---|---|---|---|']
-    for size in sorted(by):
-        pre, scr = by[size].get('pretrained', {}), by[size].get('scratch', {})
+    for size, steps in sorted(by):
+        pre, scr = by[(size, steps)].get('pretrained', {}), by[(size, steps)].get('scratch', {})
         paired = sorted(set(pre) & set(scr))
         gaps = [pre[s]['top1'] - scr[s]['top1'] for s in paired]
         any_run = next(iter({**pre, **scr}.values()))
@@ -216,10 +216,11 @@ def write_report(results: List[dict], out: str, tag: str = '') -> str:
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for init, label in (('pretrained', 'BEiT pre-trained'), ('scratch', 'random init')):
-            sizes = [s for s in sorted(by) if by[s].get(init)]
-            if not sizes:
+            keys = [k for k in sorted(by) if by[k].get(init)]
+            if not keys:
                 continue
-            stats = [mean_std([r['top1'] for r in by[s][init].values()]) for s in sizes]
+            sizes = [k[0] for k in keys]
+            stats = [mean_std([r['top1'] for r in by[k][init].values()]) for k in keys]
             ax.errorbar(sizes, [m for m, _ in stats],
                         yerr=[0 if np.isnan(sd) else sd for _, sd in stats], marker='o',
                         capsize=3, label=label)
@@ -261,7 +262,7 @@ def main() -> None:
                 with open(ann, 'w') as f:
                     f.write('\n'.join(balanced_subset(lines, size, seed)) + '\n')
                 for init in args.inits:
-                    if run_key(args, init, size, seed) in done:
+                    if run_key(args, init, size, seed, iters[size]) in done:
                         continue
                     r = one_run(args, init, size, seed, iters[size], ann)
                     print(json.dumps(r), flush=True)
