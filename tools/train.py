@@ -38,6 +38,24 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def enable_amp(cfg: Config) -> None:
+    """float16 with a dynamic loss scale on CUDA (mmengine's AmpOptimWrapper); bfloat16
+    autocast without a scaler on CPU (beitlab's AutocastOptimWrapper)."""
+    import torch
+    wrapper = cfg.optim_wrapper
+    if torch.cuda.is_available():
+        wrapper.type = 'AmpOptimWrapper'
+        wrapper.setdefault('loss_scale', 'dynamic')
+        return
+    if cfg.get('default_scope') == 'mmdet':
+        raise RuntimeError(f'--amp on CPU would run {cfg.filename} in bfloat16, which '
+                           f'mmcv\'s CPU detection ops (RoIAlign, nms) do not support; '
+                           f'use --amp on a CUDA machine')
+    wrapper.type = 'beitlab.AutocastOptimWrapper'
+    wrapper.dtype = 'bfloat16'
+    wrapper.pop('loss_scale', None)
+
+
 def main() -> None:
     args = parse_args()
     register_all_modules()
@@ -49,13 +67,7 @@ def main() -> None:
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
 
     if args.amp:
-        import torch
-        optim_wrapper = cfg.optim_wrapper
-        if optim_wrapper.get('type', 'OptimWrapper') != 'AmpOptimWrapper':
-            optim_wrapper.type = 'AmpOptimWrapper'
-            optim_wrapper.setdefault('loss_scale', 'dynamic')
-            if not torch.cuda.is_available():
-                optim_wrapper.dtype = 'bfloat16'
+        enable_amp(cfg)
 
     if args.resume == 'auto':
         cfg.resume = True

@@ -47,3 +47,10 @@ def test_dist_train_two_cpu_processes(tmp_path) -> None:
     assert (work / 'iter_2.pth').exists()
     ckpt = safe_torch_load(work / 'iter_2.pth')
     assert ckpt['meta']['iter'] == 2
+
+
+def test_amp_on_cpu_uses_bf16_autocast(tmp_path) -> None:
+    proc = run_tool('train.py', TOY, '--work-dir', tmp_path / 'amp', '--amp')
+    log = proc.stdout + proc.stderr
+    assert "type='beitlab.AutocastOptimWrapper'" in log and "dtype='bfloat16'" in log
+    assert 'Iter(train) [2/2]' in log
