@@ -132,6 +132,10 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.model.target_generator.bf16 = True
     if args.fused_optimizer:
         cfg.optim_wrapper.optimizer.fused = True
+    ow_cfg = cfg.optim_wrapper
+    if args.amp == 'none' and ow_cfg.get('type') in ('AutocastOptimWrapper', 'AmpOptimWrapper') \
+            and str(ow_cfg.get('dtype', '')) in ('bfloat16', 'torch.bfloat16'):
+        args.amp = 'bf16'  # the config itself autocasts: compare with the bf16 matmul rate
     if args.amp == 'bf16':
         # mmengine's AmpOptimWrapper refuses CPUs; this wrapper autocasts on any
         # device and needs no loss scaler for bfloat16.
