@@ -343,7 +343,7 @@ def test_sdpa_drop_path_layer_ids_and_frozen_stages(monkeypatch):
     m = tiny_backbone(arch=dict(TINY, num_layers=3), use_shared_rel_pos_bias=True,
                       drop_path_rate=0.2, frozen_stages=1)
     m(torch.randn(1, 3, 32, 32))
-    assert calls == [(2, 65, 65)] * 3
+    assert calls == [(1, 2, 65, 65)] * 3
     assert [b.drop_path.drop_prob for b in m.blocks] == pytest.approx([0., 0.1, 0.2])
     assert m.num_layers == 3
     ids = {n: m.get_layer_id('backbone.' + n, prefix='backbone.') for n, _ in m.named_parameters()}
