@@ -11,33 +11,26 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.runner import Runner
 
 # The repository root, so that configs can ``custom_imports`` modules of projects/.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from beitlab.utils import prepare_config, register_all_modules  # noqa: E402
+from beitlab.utils.runtime import add_runner_args, load_config  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test a checkpoint with a beitlab config')
     parser.add_argument('config', help='config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='directory for logs and metrics.json')
     parser.add_argument('--out', help='dump the raw predictions to this pickle file')
     parser.add_argument('--show-dir', help='save visualisations: mmseg overlays under '
                         '<work_dir>/<show_dir>/vis_data/vis_image, mmdet boxes and masks under '
                         '<work_dir>/<timestamp>/<show_dir>, beitlab hooks under <work_dir>/<show_dir>')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config keys')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_runner_args(parser, 'directory for logs and metrics.json')
+    return parser.parse_args()
 
 
 def enable_show_dir(cfg: Config, show_dir: str) -> None:
@@ -63,12 +56,7 @@ def enable_show_dir(cfg: Config, show_dir: str) -> None:
 def main() -> None:
     args = parse_args()
     register_all_modules()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.launcher = args.launcher
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
     cfg.load_from = args.checkpoint
     cfg.resume = False
     if args.show_dir:

@@ -10,67 +10,19 @@ pixel for pixel with the image.
 Shared by ``tools/dataset_converters/fashion_mnist_scenes_coco.py`` (COCO JSON, RLE masks)
 and any semantic-segmentation converter (``Scene.semantic_map``). Nothing here registers.
 """
-import gzip
-import os.path as osp
-import struct
 from dataclasses import dataclass, field
 from typing import List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
 
+from .fashion_mnist_files import (DEFAULT_FASHION_MNIST_ROOT, FASHION_MNIST_CLASSES,
+                                  load_fashion_mnist, read_idx)
+
 __all__ = [
     'FASHION_MNIST_CLASSES', 'DEFAULT_FASHION_MNIST_ROOT', 'read_idx', 'load_fashion_mnist',
     'SceneInstance', 'Scene', 'compose_scene'
 ]
-
-DEFAULT_FASHION_MNIST_ROOT = '/usr/share/datasets/fashion-mnist'
-FASHION_MNIST_CLASSES = ('t-shirt_top', 'trouser', 'pullover', 'dress', 'coat', 'sandal',
-                         'shirt', 'sneaker', 'bag', 'ankle_boot')
-_SPLIT_PREFIX = {'train': 'train', 'val': 't10k', 'test': 't10k'}
-
-
-def read_idx(path: str) -> np.ndarray:
-    """Read one (optionally gzipped) idx file of uint8 values: big-endian header, raw data."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(
-            f'Fashion-MNIST file {path!r} not found; expected the *-ubyte.gz files '
-            f'(apt-get install dataset-fashion-mnist puts them in {DEFAULT_FASHION_MNIST_ROOT})')
-    opener = gzip.open if path.endswith('.gz') else open
-    with opener(path, 'rb') as f:
-        data = f.read()
-    zero, dtype_code, ndim = struct.unpack('>HBB', data[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f'{path!r} is not an idx file of uint8 values '
-                         f'(magic bytes {data[:4].hex()}, expected 0000 08 0N)')
-    shape = struct.unpack(f'>{ndim}I', data[4:4 + 4 * ndim])
-    values = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if values.size != int(np.prod(shape)):
-        raise ValueError(f'{path!r}: header says shape {shape} but holds {values.size} values')
-    return values.reshape(shape)
-
-
-def load_fashion_mnist(root: str = DEFAULT_FASHION_MNIST_ROOT,
-                       split: str = 'train') -> Tuple[np.ndarray, np.ndarray]:
-    """Return ``images: [N, 28, 28] uint8`` and ``labels: [N] int64`` of one official split.
-
-    ``split`` is 'train' (60k) or 'val'/'test' (the official 10k t10k split).
-    """
-    if split not in _SPLIT_PREFIX:
-        raise ValueError(f'split {split!r} not in {sorted(_SPLIT_PREFIX)}')
-    prefix = _SPLIT_PREFIX[split]
-
-    def find(kind: str) -> str:
-        gz = osp.join(root, f'{prefix}-{kind}-ubyte.gz')
-        return gz[:-3] if not osp.isfile(gz) and osp.isfile(gz[:-3]) else gz
-
-    images = read_idx(find('images-idx3'))
-    labels = read_idx(find('labels-idx1')).astype(np.int64)
-    if images.ndim != 3 or labels.shape != images.shape[:1]:
-        raise ValueError(f'{root} ({split}): images {images.shape} and labels {labels.shape} '
-                         'do not match (expected [N, H, W] and [N])')
-    return images, labels
-
 
 @dataclass
 class SceneInstance:

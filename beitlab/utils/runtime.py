@@ -1,13 +1,38 @@
-"""Config preparation shared by tools/train.py and tools/test.py."""
+"""Command-line and config preparation shared by tools/train.py and tools/test.py."""
+import argparse
 import os
+import os.path as osp
 
 import torch
 import torch.distributed as torch_dist
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 
 from .config_check import check_config_types
 
-__all__ = ['prepare_config']
+__all__ = ['add_runner_args', 'load_config', 'prepare_config']
+
+
+def add_runner_args(parser: argparse.ArgumentParser, work_dir_help: str) -> None:
+    """``--work-dir``, ``--cfg-options``, ``--launcher`` and ``--local-rank``."""
+    parser.add_argument('--work-dir', help=work_dir_help)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config keys, e.g. train_dataloader.batch_size=8')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """The config of ``args.config`` with the arguments of :func:`add_runner_args` applied;
+    the work dir defaults to ``./work_dirs/<config name>``."""
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
+        './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
 
 
 def _init_cpu_process_group(backend: str) -> None:

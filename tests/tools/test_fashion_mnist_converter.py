@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from beitlab.datasets.fashion_mnist_files import read_idx
 from PIL import Image
 
 from tests.tools.fashion_mnist_synthetic import make_fashion_mnist_src
@@ -47,4 +49,4 @@ def test_converter_errors_name_the_file(tmp_path):
     with gzip.open(bad, 'wb') as f:
         f.write(b'\x12\x34\x08\x01' + b'\x00' * 8)
     with pytest.raises(ValueError, match='bad.gz.*not an idx file'):
-        converter.read_idx(str(bad))
+        read_idx(str(bad))

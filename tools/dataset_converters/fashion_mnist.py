@@ -14,57 +14,23 @@ Usage::
     python tools/dataset_converters/fashion_mnist.py --out data/fashion_mnist
 """
 import argparse
-import gzip
 import os
 import os.path as osp
-import struct
 from typing import Optional
 
-import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-DEFAULT_SRC = '/usr/share/datasets/fashion-mnist'
-CLASSES = ('t-shirt_top', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker',
-           'bag', 'ankle_boot')
-SPLITS = {'train': 'train', 'val': 't10k'}
-IDX_DTYPE = {0x08: np.uint8}
+from beitlab.datasets.fashion_mnist_files import (DEFAULT_FASHION_MNIST_ROOT,
+                                                  FASHION_MNIST_CLASSES, load_fashion_mnist)
 
-
-def read_idx(path: str) -> np.ndarray:
-    """Read one (optionally gzipped) idx file: a big-endian header then raw values."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(
-            f'Fashion-MNIST file {path!r} not found; expected the four *-ubyte.gz files in '
-            f'--src (apt-get install dataset-fashion-mnist puts them in {DEFAULT_SRC})')
-    opener = gzip.open if path.endswith('.gz') else open
-    with opener(path, 'rb') as f:
-        data = f.read()
-    zero, dtype_code, ndim = struct.unpack('>HBB', data[:4])
-    if zero != 0 or dtype_code not in IDX_DTYPE:
-        raise ValueError(f'{path!r} is not an idx file of uint8 values '
-                         f'(magic bytes {data[:4].hex()}, expected 0000 08 0N)')
-    shape = struct.unpack(f'>{ndim}I', data[4:4 + 4 * ndim])
-    values = np.frombuffer(data, dtype=IDX_DTYPE[dtype_code], offset=4 + 4 * ndim)
-    if values.size != int(np.prod(shape)):
-        raise ValueError(f'{path!r}: header says shape {shape} but holds {values.size} values')
-    return values.reshape(shape)
-
-
-def find_file(src: str, prefix: str, kind: str) -> str:
-    """``<prefix>-<kind>-ubyte.gz`` or the uncompressed ``<prefix>-<kind>-ubyte``."""
-    gz = osp.join(src, f'{prefix}-{kind}-ubyte.gz')
-    raw = gz[:-3]
-    return raw if not osp.isfile(gz) and osp.isfile(raw) else gz
+DEFAULT_SRC = DEFAULT_FASHION_MNIST_ROOT
+CLASSES = FASHION_MNIST_CLASSES
+SPLITS = ('train', 'val')
 
 
 def convert_split(src: str, out: str, split: str, limit: Optional[int] = None) -> int:
-    prefix = SPLITS[split]
-    images = read_idx(find_file(src, prefix, 'images-idx3'))  # [N, 28, 28] uint8
-    labels = read_idx(find_file(src, prefix, 'labels-idx1'))  # [N] uint8
-    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise ValueError(f'{split}: images {images.shape} and labels {labels.shape} do not match '
-                         '(expected [N, H, W] and [N])')
+    images, labels = load_fashion_mnist(src, split)  # [N, 28, 28] uint8, [N] int64
     if labels.max() >= len(CLASSES):
         raise ValueError(f'{split}: label {labels.max()} out of range for {len(CLASSES)} classes')
     num = len(images) if limit is None else min(limit, len(images))
