@@ -15,7 +15,7 @@ and then names beitlab's parts like mmdet's own:
 - ``MODELS``: ``BEiTViT`` (backbone; ``out_type='featmap'``), ``ViTMultiScaleNeck``
   (strides P/4..2P from four blocks, shared with segmentation) and ``SimpleFeaturePyramid``
   (strides from the last block, optional extra max-pooled level).
-- ``WEIGHT_INITIALIZERS``: ``BEiTPretrained`` (the same class the mmseg adapter registers):
+- ``WEIGHT_INITIALIZERS``: ``BEiTPretrained`` (shared with the mmseg adapter, in ``common.py``):
   a backbone ``init_cfg`` that loads a beitlab or official BEiT checkpoint with position
   embedding and relative position bias interpolated to the detection grid.
 
@@ -27,19 +27,14 @@ The backbone's absolute position embedding is built for ``img_size``, so detecti
 pipelines pad every image to that fixed size (``Pad(size=...)``, as ViTDet's 1024 x 1024
 large-scale-jitter recipe does).
 """
-from typing import Optional
-
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmdet.registry import WEIGHT_INITIALIZERS as MMDET_WEIGHT_INITIALIZERS
 
 from beitlab.models.backbones.beit_vit import BEiTViT
 from beitlab.models.necks.multiscale_neck import ViTMultiScaleNeck
 from beitlab.models.necks.simple_feature_pyramid import SimpleFeaturePyramid
-from beitlab.utils import register_all_modules
 
-# BEiTPretrained is written once, with the mmseg adapter; importing it also registers
-# beitlab into mmseg, which is harmless (separate registries).
-from beitlab.downstream.mmseg_adapter import BEiTPretrained  # noqa: E402
+from .common import BEiTPretrained, register_entries
 
 __all__ = ['register_into_mmdet', 'MMDET_ENTRIES']
 
@@ -55,15 +50,7 @@ def register_into_mmdet(force: bool = False) -> None:
     different class (an mmdet part of the same name) raises instead of shadowing it, unless
     ``force``.
     """
-    register_all_modules(init_default_scope=False)
-    for registry, cls in MMDET_ENTRIES:
-        existing: Optional[type] = registry.module_dict.get(cls.__name__)
-        if existing is cls and not force:
-            continue
-        if existing is not None and not force:
-            raise KeyError(f'mmdet {registry.name} registry already holds a different '
-                           f'{cls.__name__!r} ({existing.__module__}); refusing to shadow it')
-        registry.register_module(name=cls.__name__, module=cls, force=force)
+    register_entries('mmdet', MMDET_ENTRIES, force)
 
 
 register_into_mmdet()
