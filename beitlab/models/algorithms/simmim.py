@@ -6,9 +6,9 @@ mask token (here BEiTViT's ``mask`` argument), random masking of 32 px squares a
 ratio 0.6 (``SimMIMMaskGenerator`` in the data pipeline), a one-layer prediction
 head and an l1 loss on the raw pixels of masked patches.
 """
-from typing import Dict, Optional, Union
+from typing import Dict, Optional
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from beitlab.registry import MODELS
 from .mim_base import MIMRegressionBase
@@ -29,14 +29,6 @@ class SimMIM(MIMRegressionBase):
 
     The mask comes from the data pipeline: ``data_samples[i].mask`` [H/P, W/P] bool.
     """
-
-    def __init__(self,
-                 backbone: Union[dict, nn.Module],
-                 head: Union[dict, nn.Module],
-                 target_generator: Union[dict, nn.Module],
-                 data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
-        super().__init__(backbone, head, target_generator, data_preprocessor, init_cfg)
 
     def loss(self, img: Tensor, mask: Optional[Tensor]) -> Dict[str, Tensor]:
         """img: [B, C, H, W]; mask: [B, H/P, W/P] bool, True = masked."""
