@@ -1,11 +1,26 @@
 """Run the repository's tools as a user would: ``python tools/<name>.py ...``."""
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tail(text: str, lines: int) -> str:
+    """The last ``lines`` lines of ``text`` without Python's warning chatter."""
+    kept = [line for line in text.splitlines()
+            if 'warnings.warn(' not in line and 'UserWarning' not in line]
+    return '\n'.join(kept[-lines:])
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for torchrun's rendezvous)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
 
 
 def run_tool(tool: str, *args: str, env: Optional[Dict[str, str]] = None,
@@ -24,7 +39,10 @@ def run_tool(tool: str, *args: str, env: Optional[Dict[str, str]] = None,
     proc = subprocess.run([*cmd, *map(str, args)], cwd=REPO_ROOT, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
+        # stderr first and only the last lines of each stream: CI reports show the
+        # start of a failure message, and the cause is at the end of stderr.
         raise AssertionError(f'{" ".join(cmd)} {" ".join(map(str, args))} exited with '
-                             f'{proc.returncode}\n--- stdout ---\n{proc.stdout[-6000:]}'
-                             f'\n--- stderr ---\n{proc.stderr[-6000:]}')
+                             f'{proc.returncode}\n--- stderr (last 40 lines) ---\n'
+                             f'{_tail(proc.stderr, 40)}\n--- stdout (last 20 lines) ---\n'
+                             f'{_tail(proc.stdout, 20)}')
     return proc

@@ -12,12 +12,13 @@ import os.path as osp
 import sys
 
 from mmengine.config import Config
+from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
 # The repository root, so that configs can ``custom_imports`` modules of projects/.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from beitlab.utils import prepare_config, register_all_modules  # noqa: E402
+from beitlab.utils import prepare_config, register_all_modules, shutdown_distributed  # noqa: E402
 from beitlab.utils.runtime import add_runner_args, load_config  # noqa: E402
 
 
@@ -72,14 +73,15 @@ def main() -> None:
     prepare_config(cfg)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
-    os.makedirs(cfg.work_dir, exist_ok=True)
-    out_json = osp.join(cfg.work_dir, 'metrics.json')
-    with open(out_json, 'w') as f:
-        json.dump({k: float(v) if isinstance(v, (int, float)) or hasattr(v, 'item') else v
-                   for k, v in metrics.items()}, f, indent=2)
-    print(json.dumps(metrics, indent=2, default=float))
-    print(f'metrics written to {out_json}')
-
+    if is_main_process():
+        os.makedirs(cfg.work_dir, exist_ok=True)
+        out_json = osp.join(cfg.work_dir, 'metrics.json')
+        with open(out_json, 'w') as f:
+            json.dump({k: float(v) if isinstance(v, (int, float)) or hasattr(v, 'item') else v
+                       for k, v in metrics.items()}, f, indent=2)
+        print(json.dumps(metrics, indent=2, default=float))
+        print(f'metrics written to {out_json}')
+    shutdown_distributed()
 
 if __name__ == '__main__':
     main()

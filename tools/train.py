@@ -13,7 +13,7 @@ from mmengine.runner import Runner
 # The repository root, so that configs can ``custom_imports`` modules of projects/.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from beitlab.utils import prepare_config, register_all_modules  # noqa: E402
+from beitlab.utils import prepare_config, register_all_modules, shutdown_distributed  # noqa: E402
 from beitlab.utils.runtime import add_runner_args, load_config  # noqa: E402
 
 
@@ -65,6 +65,7 @@ def main() -> None:
     prepare_config(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

@@ -74,7 +74,10 @@ def safe_torch_load(filename: str, map_location: Any = 'cpu') -> Any:
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint file {filename!r} does not exist')
     try:
-        return torch.load(filename, map_location=map_location, weights_only=True)
+        # The allow-list applies to this call whether or not
+        # install_safe_checkpoint_loading() ran before.
+        with torch.serialization.safe_globals(MMENGINE_SAFE_GLOBALS):
+            return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise UnsafeCheckpointError(
             f'refused to load checkpoint {filename!r}: it contains a pickled object that '

@@ -9,7 +9,7 @@ from mmengine.config import Config, DictAction
 
 from .config_check import check_config_types
 
-__all__ = ['add_runner_args', 'load_config', 'prepare_config']
+__all__ = ['add_runner_args', 'load_config', 'prepare_config', 'shutdown_distributed']
 
 
 def add_runner_args(parser: argparse.ArgumentParser, work_dir_help: str) -> None:
@@ -61,3 +61,15 @@ def prepare_config(cfg: Config) -> Config:
         _init_cpu_process_group(dist_cfg.get('backend', 'gloo'))
         cfg.setdefault('model_wrapper_cfg', dict(type='beitlab.CPUDistributedDataParallel'))
     return cfg
+
+
+def shutdown_distributed() -> None:
+    """Wait for every rank, then destroy the process group.
+
+    Without this, a rank that finishes first exits while gloo's worker threads are
+    still joinable and aborts with ``terminate called without an active exception``;
+    torchrun then reports the whole job as failed although training completed.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
