@@ -1,0 +1,149 @@
+"""Training throughput of one process against DDP through ``tools/dist_train.sh``.
+
+Runs the same config through the real tools, as a user would, and reads the per-iteration
+time that mmengine logs (``time``: from one iteration's end to the next, so data loading,
+forward, backward, gradient all-reduce and the optimizer step are all in it):
+
+    python tools/analysis_tools/benchmark_ddp.py CONFIG --procs 2 --iters 20 --warmup 5
+
+Layouts measured (``--layouts``), each on the same per-process batch:
+
+- ``1x1``: one process, one thread;
+- ``1xN``: one process, N threads (N = ``--procs``), all cores in one process;
+- ``Nx1``: N processes with one thread each, DDP over gloo (``tools/dist_train.sh``).
+
+images/s = processes x per-process batch / median iteration time after the warm-up.
+Prints a table and, with ``--out``, writes JSON. Not part of the test suite's timing.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+from typing import Any, Dict, List, Optional
+
+from mmengine.config import Config
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+# mmengine's iteration line, e.g.
+# "Iter(train) [ 7/25]  lr: 1.0e-03  eta: 0:00:10  time: 0.5123  data_time: 0.0101  loss: ..."
+ITER_LINE = re.compile(r'Iter\(train\)\s*\[\s*(\d+)/\s*(\d+)\].*?\stime:\s*([0-9.]+)'
+                       r'\s+data_time:\s*([0-9.]+)')
+
+
+def parse_iteration_times(log: str) -> Dict[int, tuple]:
+    """``{iteration: (time, data_time)}`` from mmengine's training log lines."""
+    times = {}
+    for match in ITER_LINE.finditer(log):
+        times[int(match.group(1))] = (float(match.group(3)), float(match.group(4)))
+    return times
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def run_layout(config: str, procs: int, threads: int, iters: int, warmup: int,
+               cfg_options: List[str], work_dir: str) -> Dict[str, Any]:
+    """Train ``warmup + iters`` iterations with ``procs`` processes of ``threads`` threads."""
+    total = warmup + iters
+    options = [f'train_cfg.max_iters={total}', 'default_hooks.logger.interval=1',
+               'log_processor.window_size=1', 'log_processor.by_epoch=False',
+               f'default_hooks.checkpoint.interval={total + 1}',
+               'default_hooks.checkpoint.by_epoch=False', *cfg_options]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env['PYTHONPATH'] = os.pathsep.join([REPO_ROOT, env.get('PYTHONPATH', '')]).rstrip(
+        os.pathsep)
+    if procs == 1:
+        cmd = [sys.executable, osp.join(REPO_ROOT, 'tools', 'train.py'), config]
+    else:
+        env.update(PORT=str(_free_port()), PYTHON=sys.executable)
+        cmd = ['bash', osp.join(REPO_ROOT, 'tools', 'dist_train.sh'), config, str(procs)]
+    cmd += ['--work-dir', work_dir, '--cfg-options', *options]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    log = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise RuntimeError(f'{" ".join(cmd)} exited with {proc.returncode}:\n{log[-4000:]}')
+    times = parse_iteration_times(log)
+    timed = [times[i] for i in range(warmup + 1, total + 1) if i in times]
+    if len(timed) < iters:
+        raise RuntimeError(f'expected {iters} logged iterations after {warmup} warm-up ones '
+                           f'in the log of {" ".join(cmd)}, found {len(timed)}')
+    return dict(procs=procs, threads=threads,
+                median_s=statistics.median(t for t, _ in timed),
+                median_data_s=statistics.median(d for _, d in timed),
+                iter_times_s=[t for t, _ in timed])
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('config')
+    parser.add_argument('--procs', type=int, default=2, help='N: processes (and threads)')
+    parser.add_argument('--layouts', default='1x1,1xN,Nx1',
+                        help='comma-separated subset of 1x1, 1xN, Nx1')
+    parser.add_argument('--iters', type=int, default=20, help='timed iterations')
+    parser.add_argument('--warmup', type=int, default=5, help='untimed first iterations')
+    parser.add_argument('--work-dir', help='where the runs write (default: a temp dir)')
+    parser.add_argument('--out', help='write the results as JSON to this file')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='passed to every run, e.g. train_dataloader.batch_size=32')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    args = parse_args(argv)
+    if args.procs < 2:
+        raise ValueError(f'--procs must be at least 2 to compare with DDP, got {args.procs}')
+    known = {'1x1': (1, 1), '1xN': (1, args.procs), 'Nx1': (args.procs, 1)}
+    layouts = args.layouts.split(',')
+    unknown = [name for name in layouts if name not in known]
+    if unknown:
+        raise ValueError(f'unknown --layouts {unknown}; choose from {sorted(known)}')
+    cfg = Config.fromfile(args.config, import_custom_modules=False)
+    batch = cfg.train_dataloader.batch_size
+    for option in args.cfg_options:
+        if option.startswith('train_dataloader.batch_size='):
+            batch = int(option.split('=', 1)[1])
+
+    work_root = args.work_dir or tempfile.mkdtemp(prefix='benchmark_ddp_')
+    results = {'config': args.config, 'batch_per_process': batch,
+               'load_before': [round(x, 2) for x in os.getloadavg()], 'runs': {}}
+    for name in layouts:
+        procs, threads = known[name]
+        run = run_layout(args.config, procs, threads, args.iters, args.warmup,
+                         args.cfg_options, osp.join(work_root, name))
+        run['images_per_s'] = procs * batch / run['median_s']
+        results['runs'][name.replace('N', str(args.procs))] = run
+    results['load_after'] = [round(x, 2) for x in os.getloadavg()]
+
+    print(f'config {args.config}  batch {batch} per process  {args.iters} timed iterations '
+          f'after {args.warmup}  load {results["load_before"]} -> {results["load_after"]}')
+    print(f'{"layout":<26}{"s/iter":>9}{"data s":>9}{"images/s":>10}')
+    for name, run in results['runs'].items():
+        label = f'{run["procs"]} proc x {run["threads"]} thread' + (
+            ' (DDP)' if run['procs'] > 1 else '')
+        print(f'{label:<26}{run["median_s"]:>9.3f}{run["median_data_s"]:>9.3f}'
+              f'{run["images_per_s"]:>10.1f}')
+    names = list(results['runs'])
+    for i, name in enumerate(names):
+        for other in names[:i]:
+            ratio = (results['runs'][name]['images_per_s']
+                     / results['runs'][other]['images_per_s'])
+            results.setdefault('ratios', {})[f'{name}/{other}'] = ratio
+            print(f'{name} / {other}: {ratio:.2f}x images/s')
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == '__main__':
+    main()
