@@ -71,6 +71,19 @@ def test_compile_hook_keeps_state_dict_keys():
     torch.testing.assert_close(m(x), expected)
 
 
+def test_compile_hook_compiles_each_module_of_a_module_list():
+    model = nn.Module()
+    model.backbone = nn.Module()
+    model.backbone.blocks = nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)])
+    x = torch.randn(2, 4)
+    expected = model.backbone.blocks[1](model.backbone.blocks[0](x))
+    CompileHook(backend='eager').apply(model)  # default target: backbone.blocks
+    for block in model.backbone.blocks:
+        assert block._compiled_call_impl is not None
+    out = model.backbone.blocks[1](model.backbone.blocks[0](x))
+    torch.testing.assert_close(out, expected)
+
+
 def test_channels_last_hook_same_values():
     torch.manual_seed(0)
     model = nn.Module()

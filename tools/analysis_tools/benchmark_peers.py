@@ -197,7 +197,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     def step_ours() -> float:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             t = targets()
-            feats = ours.extract_feat(img, mask)
+            feats = backbone.forward_masked(img, mask)   # as BEiT.loss: [M, D]
             loss = head.loss(feats, t, flat_mask)['loss']
         opt_ours.zero_grad(set_to_none=True)
         loss.backward()

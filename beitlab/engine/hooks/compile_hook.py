@@ -1,7 +1,7 @@
 """Compile a submodule of the model with ``torch.compile`` before training (opt-in).
 
 Used by the performance work (``docs/performance.md``): ``custom_hooks =
-[dict(type='CompileHook', target='backbone')]`` compiles the backbone in place
+[dict(type='CompileHook', target='backbone.blocks')]`` compiles each Transformer block in place
 (``nn.Module.compile``), so state-dict keys, checkpoints and DDP wrapping are
 unchanged. Keep it off unless the benchmark shows a gain on the machine at hand:
 the first iterations pay the compilation.
@@ -17,14 +17,16 @@ from beitlab.registry import HOOKS
 __all__ = ['CompileHook', 'compile_submodule']
 
 
-def compile_submodule(model: nn.Module, target: str = 'backbone', mode: Optional[str] = None,
+def compile_submodule(model: nn.Module, target: str = 'backbone.blocks', mode: Optional[str] = None,
                       dynamic: Optional[bool] = False, fullgraph: bool = False,
                       backend: str = 'inductor') -> nn.Module:
     """Compile ``model.<target>`` in place and return it.
 
     Args:
         model: the algorithm (a model wrapper such as DDP is unwrapped).
-        target: dotted path of the submodule, ``''`` for the whole model.
+        target: dotted path of the submodule, ``''`` for the whole model; a
+            ``ModuleList`` (``backbone.blocks``) has each of its modules compiled, which
+            covers every way a backbone runs its blocks (``forward``, ``forward_masked``).
         mode: ``torch.compile`` mode (``None``, ``'max-autotune'``, ...).
         dynamic: ``False`` specialises on the (fixed) training shapes.
         fullgraph: fail instead of falling back to eager on a graph break.
@@ -40,7 +42,9 @@ def compile_submodule(model: nn.Module, target: str = 'backbone', mode: Optional
     kwargs = dict(dynamic=dynamic, fullgraph=fullgraph, backend=backend)
     if mode is not None:
         kwargs['mode'] = mode
-    sub.compile(**kwargs)
+    # A ModuleList has no forward of its own: each of its modules is compiled.
+    for module in (sub if isinstance(sub, nn.ModuleList) else [sub]):
+        module.compile(**kwargs)
     return sub
 
 
@@ -49,13 +53,14 @@ class CompileHook(Hook):
     """``torch.compile`` one submodule of the model in place before the run starts.
 
     Args:
-        target: dotted path of the submodule (``'backbone'``; ``''`` = whole model).
+        target: dotted path of the submodule (``'backbone.blocks'``: every block;
+            ``''`` = whole model).
         mode, dynamic, fullgraph, backend: passed to ``torch.compile``.
     """
 
     priority = 'VERY_LOW'
 
-    def __init__(self, target: str = 'backbone', mode: Optional[str] = None,
+    def __init__(self, target: str = 'backbone.blocks', mode: Optional[str] = None,
                  dynamic: Optional[bool] = False, fullgraph: bool = False,
                  backend: str = 'inductor') -> None:
         self.target = target

@@ -65,7 +65,10 @@ class BEiT(BaseModel):
         img_vit, img_tok = inputs
         mask = self._stack_masks(data_samples, img_vit.device)          # [B, h, w]
         target = self.target_generator(img_tok, patch_grid=mask.shape[-2:])  # [B, N] int64
-        feats = self.extract_feat(img_vit, mask)                       # [B, 1+N, D]
+        # Only the masked patches' outputs enter the loss: the backbone's last layer
+        # computes just those (keys/values from all tokens); same values as
+        # extract_feat(img_vit, mask)[:, 1:][mask].
+        feats = self.backbone.forward_masked(img_vit, mask)            # [M, D]
         return self.head.loss(feats, target, mask.flatten(1))
 
     def predict(self, inputs: list[Tensor],

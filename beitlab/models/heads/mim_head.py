@@ -60,10 +60,16 @@ class MIMHead(BaseModule):
         batch-major then row-major), or of every patch ``[B, N, V]`` when ``mask`` is None.
 
         Args:
-            feats: [B, 1+N, D] backbone tokens after the final norm (CLS dropped here).
+            feats: [B, 1+N, D] backbone tokens after the final norm (CLS dropped here),
+                or [M, D] the masked tokens only (``BEiTViT.forward_masked``).
             mask: [B, N] bool, True = masked.
         """
         if mask is None:
+            return self.fc(feats)
+        if feats.dim() == 2:  # already the masked tokens, e.g. BEiTViT.forward_masked
+            if feats.shape[0] != int(mask.sum()):
+                raise ValueError(f'MIMHead: {feats.shape[0]} masked-token features for a mask '
+                                 f'that selects {int(mask.sum())} patches')
             return self.fc(feats)
         x = self._patch_tokens(feats, mask.shape[1])
         return self.fc(x[mask])
@@ -72,7 +78,8 @@ class MIMHead(BaseModule):
         """Cross-entropy on the masked patches only.
 
         Args:
-            feats: [B, 1+N, D] backbone tokens after the final norm.
+            feats: [B, 1+N, D] backbone tokens after the final norm, or [M, D] the
+                masked tokens only (batch-major, then row-major).
             target: [B, N] int64 token ids of every patch.
             mask: [B, N] bool, True = masked.
 
