@@ -63,7 +63,7 @@ if ! have_mmcv_ops; then
   done
   # A wheel in a local folder (or one built by an earlier run into .wheels/) is reused as is.
   if ! "${PIP[@]}" --no-index "${FIND[@]}" --force-reinstall --no-deps "mmcv==$MMCV_VERSION" 2>/dev/null || ! have_mmcv_ops; then
-    echo ">>> no usable prebuilt mmcv wheel; building from source (about 10 minutes on 2 cores)"
+    echo ">>> no usable prebuilt mmcv wheel; building from source (about 18 minutes on 2 cores)"
     command -v gcc >/dev/null 2>&1 && command -v g++ >/dev/null 2>&1 || die "building mmcv needs gcc and g++ (e.g. 'apt-get install build-essential')."
     "$PY" -c "import sysconfig, os, sys; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')) else 1)" || die "building mmcv needs the Python headers (e.g. 'apt-get install python3.11-dev')."
     "${PIP[@]}" -q ninja
