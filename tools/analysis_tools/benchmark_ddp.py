@@ -51,11 +51,25 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def iteration_config(config: str, iters: int, work_dir: str) -> str:
+    """A config inheriting ``config`` that trains ``iters`` iterations whatever its loop
+    (epoch-based recipes included) without learning-rate schedulers (they do not change
+    the speed, and epoch-based ones need an epoch loop)."""
+    os.makedirs(work_dir, exist_ok=True)
+    path = osp.join(work_dir, 'benchmark_ddp_config.py')
+    with open(path, 'w') as f:
+        f.write(f'_base_ = [{osp.abspath(config)!r}]\n'
+                f"train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters={iters})\n"
+                'param_scheduler = []\n'
+                'val_cfg = None\nval_dataloader = None\nval_evaluator = None\n')
+    return path
+
+
 def run_layout(config: str, procs: int, threads: int, iters: int, warmup: int,
                cfg_options: List[str], work_dir: str) -> Dict[str, Any]:
     """Train ``warmup + iters`` iterations with ``procs`` processes of ``threads`` threads."""
     total = warmup + iters
-    options = [f'train_cfg.max_iters={total}', 'default_hooks.logger.interval=1',
+    options = ['default_hooks.logger.interval=1',
                'log_processor.window_size=1', 'log_processor.by_epoch=False',
                f'default_hooks.checkpoint.interval={total + 1}',
                'default_hooks.checkpoint.by_epoch=False', *cfg_options]
@@ -67,6 +81,7 @@ def run_layout(config: str, procs: int, threads: int, iters: int, warmup: int,
     else:
         env.update(PORT=str(_free_port()), PYTHON=sys.executable)
         cmd = ['bash', osp.join(REPO_ROOT, 'tools', 'dist_train.sh'), config, str(procs)]
+    cmd[cmd.index(config)] = iteration_config(config, total, work_dir)
     cmd += ['--work-dir', work_dir, '--cfg-options', *options]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     log = proc.stdout + proc.stderr
@@ -131,7 +146,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         label = f'{run["procs"]} proc x {run["threads"]} thread' + (
             ' (DDP)' if run['procs'] > 1 else '')
         print(f'{label:<26}{run["median_s"]:>9.3f}{run["median_data_s"]:>9.3f}'
-              f'{run["images_per_s"]:>10.1f}')
+              f'{run["images_per_s"]:>10.2f}')
     names = list(results['runs'])
     for i, name in enumerate(names):
         for other in names[:i]:
