@@ -55,6 +55,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help="run the config's tokenizer inside both steps")
     parser.add_argument('--fused-adamw', action='store_true',
                         help='fused AdamW kernel for both frameworks')
+    parser.add_argument('--compile', choices=['none', 'beitlab', 'both'], default='none',
+                        help='torch.compile every Transformer block of beitlab (CompileHook) '
+                             'or of both frameworks before timing')
     parser.add_argument('--threads', type=int)
     parser.add_argument('--out', help='JSON output file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
@@ -180,6 +183,12 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             grid[0] * int(getattr(tg.tokenizer, 'downsample', 8))
         tok_view = torch.randn(B, 3, tok_size, tok_size, generator=gen).to(device)
 
+    if args.compile != 'none':
+        from beitlab.engine.hooks.compile_hook import compile_submodule
+        compile_submodule(ours, 'backbone.blocks')
+        if args.compile == 'both':
+            compile_submodule(hf, 'beit.encoder.layer')
+
     opt_kwargs = dict(lr=1.5e-3, betas=(0.9, 0.999), weight_decay=0.05)
     if args.fused_adamw:
         opt_kwargs['fused'] = True
@@ -223,6 +232,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     res: dict[str, Any] = dict(
         config=args.config, device=str(device), batch_size=B, num_masked=args.num_masked,
         amp=args.amp, with_tokenizer=args.with_tokenizer, fused_adamw=args.fused_adamw,
+        compile=args.compile,
         iters=args.iters,
         warmup=args.warmup, params=n_ours, hf_attn=args.hf_attn,
         versions=dict(torch=torch.__version__, transformers=transformers.__version__),
@@ -249,7 +259,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         pass
 
     print(f"{args.config}: {n_ours:,} parameters, batch {B}, {args.num_masked} masked "
-          f"patches/image, amp {args.amp}, tokenizer {'in' if args.with_tokenizer else 'out'}, "
+          f"patches/image, amp {args.amp}, compile {args.compile}, "
+          f"tokenizer {'in' if args.with_tokenizer else 'out'}, "
           f"{torch.get_num_threads()} threads, matmul {matmul['flops_per_s'] / 1e9:.1f} GFLOP/s")
     for name, r in res['frameworks'].items():
         print(f"  {name:13s} {r['median_s']:.3f} s/step ({r['median_cpu_s']:.2f} CPU s)  "
