@@ -38,6 +38,17 @@ from beitlab.utils.setup_env import register_all_modules
 DEFAULT_CONFIG = 'configs/beit/mim_vit-b.py'
 
 
+def print_profiles(steps: dict[str, Callable[[], float]], rows: int = 15) -> None:
+    """One more step of each framework under ``torch.profiler``: the operators by self
+    time, to see how much of the step is matrix products and what the rest is."""
+    from torch.profiler import ProfilerActivity, profile
+    for name, step in steps.items():
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+        print(f'--- {name}: one step, operators by self CPU time')
+        print(prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=rows))
+
+
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='beitlab vs transformers BEiT MIM step')
     parser.add_argument('--config', default=DEFAULT_CONFIG,
@@ -58,6 +69,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument('--compile', choices=['none', 'beitlab', 'both'], default='none',
                         help='torch.compile every Transformer block of beitlab (CompileHook) '
                              'or of both frameworks before timing')
+    parser.add_argument('--profile', action='store_true',
+                        help='after timing, print a torch.profiler table of one step of each')
     parser.add_argument('--threads', type=int)
     parser.add_argument('--out', help='JSON output file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
@@ -227,6 +240,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
 
     flops = {name: count_flops(fn)['total'] for name, fn in steps.items()}
     times, cpu_times = alternate(steps, args.iters, args.warmup, device)
+    if args.profile:
+        print_profiles(steps)
     matmul = measure_matmul_rate(device, torch.bfloat16 if amp else torch.float32)
 
     res: dict[str, Any] = dict(
