@@ -138,7 +138,12 @@ class DVAE(BaseTokenizer):
         ``loss_recon`` is the pixel MSE in [0, 1] units; ``mse`` and ``psnr`` use the
         reconstruction clamped to [0, 1]; ``usage`` and ``perplexity`` describe this batch.
         """
-        out = self(img)
+        return self.loss_from_output(self(img), img)
+
+    def loss_from_output(self, out: Dict[str, torch.Tensor],
+                         img: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The losses and statistics of :meth:`loss` from an output of ``forward(img)``
+        (for subclasses whose objective also reads ``out['recon']``)."""
         recon = out['recon']
         with torch.no_grad():
             mse = F.mse_loss(recon.clamp(0, 1), img)

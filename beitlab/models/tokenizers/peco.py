@@ -39,21 +39,13 @@ class PerceptualDVAE(DVAE):
         if isinstance(perceptual_loss, dict):
             perceptual_loss = MODELS.build(dict(dict(type='PerceptualLoss'), **perceptual_loss))
         self.perceptual_loss = perceptual_loss
-        self._last_recon: Optional[torch.Tensor] = None
-
-    def forward(self, img: torch.Tensor) -> Dict[str, torch.Tensor]:
-        out = super().forward(img)
-        # DVAE.loss calls forward and keeps only the losses; PeCo's term needs the
-        # reconstruction, so it is handed over here (cleared in ``loss``).
-        self._last_recon = out['recon']
-        return out
 
     def loss(self, img: torch.Tensor) -> Dict[str, torch.Tensor]:
         """DVAE losses plus ``loss_perceptual`` on the (unclamped) reconstruction."""
-        losses = super().loss(img)
-        recon, self._last_recon = self._last_recon, None
         if self.perceptual_loss is None:
             raise ValueError('PerceptualDVAE.loss needs perceptual_loss (got None); set it in '
                              'the config to train, leave it out only for a frozen tokenizer')
-        losses['loss_perceptual'] = self.perceptual_loss(recon, img)
+        out = self(img)
+        losses = self.loss_from_output(out, img)
+        losses['loss_perceptual'] = self.perceptual_loss(out['recon'], img)
         return losses
