@@ -1,6 +1,5 @@
 """Run the repository's tools as a user would: ``python tools/<name>.py ...``."""
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +13,6 @@ def _tail(text: str, lines: int) -> str:
     kept = [line for line in text.splitlines()
             if 'warnings.warn(' not in line and 'UserWarning' not in line]
     return '\n'.join(kept[-lines:])
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now (for torchrun's rendezvous)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def run_tool(tool: str, *args: str, env: Optional[Dict[str, str]] = None,

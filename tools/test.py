@@ -29,7 +29,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--out', help='dump the raw predictions to this pickle file')
     parser.add_argument('--show-dir', help='save visualisations: mmseg overlays under '
                         '<work_dir>/<show_dir>/vis_data/vis_image, mmdet boxes and masks under '
-                        '<work_dir>/<timestamp>/<show_dir>, beitlab hooks under <work_dir>/<show_dir>')
+                        '<work_dir>/<timestamp>/<show_dir>, beitlab hooks under '
+                        '<work_dir>/<show_dir>')
     add_runner_args(parser, 'directory for logs and metrics.json')
     return parser.parse_args()
 
@@ -82,6 +83,7 @@ def main() -> None:
         print(json.dumps(metrics, indent=2, default=float))
         print(f'metrics written to {out_json}')
     shutdown_distributed()
+
 
 if __name__ == '__main__':
     main()

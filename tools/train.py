@@ -25,7 +25,8 @@ def parse_args() -> argparse.Namespace:
                         'checkpoint in the work dir')
     parser.add_argument('--amp', action='store_true', help='mixed precision training '
                         '(float16 on CUDA, bfloat16 on CPU)')
-    add_runner_args(parser, 'directory for logs and checkpoints (default: ./work_dirs/<config name>)')
+    add_runner_args(parser,
+                    'directory for logs and checkpoints (default: ./work_dirs/<config name>)')
     return parser.parse_args()
 
 

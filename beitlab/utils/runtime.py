@@ -2,6 +2,7 @@
 import argparse
 import os
 import os.path as osp
+import socket
 
 import torch
 import torch.distributed as torch_dist
@@ -9,7 +10,8 @@ from mmengine.config import Config, DictAction
 
 from .config_check import check_config_types
 
-__all__ = ['add_runner_args', 'load_config', 'prepare_config', 'shutdown_distributed']
+__all__ = ['add_runner_args', 'load_config', 'prepare_config', 'shutdown_distributed',
+           'find_free_port']
 
 
 def add_runner_args(parser: argparse.ArgumentParser, work_dir_help: str) -> None:
@@ -73,3 +75,10 @@ def shutdown_distributed() -> None:
     if torch_dist.is_available() and torch_dist.is_initialized():
         torch_dist.barrier()
         torch_dist.destroy_process_group()
+
+
+def find_free_port() -> int:
+    """A local TCP port nothing listens on now (for torchrun's rendezvous ``PORT``)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]

@@ -1,8 +1,6 @@
 """label_efficiency.py helpers: class-balanced subsets and the paired-gap report."""
 import importlib.util
 
-import pytest
-
 from tests.tools_helpers import REPO_ROOT
 
 spec = importlib.util.spec_from_file_location(

@@ -3,8 +3,9 @@ optimizer state, and tools/dist_train.sh with two CPU processes."""
 import torch
 
 from beitlab.utils import register_all_modules, safe_torch_load
+from beitlab.utils.runtime import find_free_port
 
-from ..tools_helpers import free_port, run_tool
+from ..tools_helpers import run_tool
 
 TOY = 'tests/data/configs/toy_regression.py'
 
@@ -41,7 +42,7 @@ def test_train_then_resume_continues_state(tmp_path) -> None:
 def test_dist_train_two_cpu_processes(tmp_path) -> None:
     work = tmp_path / 'dist'
     proc = run_tool('dist_train.sh', TOY, '2', '--work-dir', work,
-                    env={'PORT': str(free_port())})
+                    env={'PORT': str(find_free_port())})
     log = proc.stdout + proc.stderr
     assert 'Iter(train) [2/2]' in log, log[-3000:]
     assert (work / 'iter_2.pth').exists()

@@ -20,14 +20,15 @@ import json
 import os
 import os.path as osp
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 from typing import Any, Dict, List, Optional
 
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
+
+from beitlab.utils.runtime import find_free_port
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -43,12 +44,6 @@ def parse_iteration_times(log: str) -> Dict[int, tuple]:
     for match in ITER_LINE.finditer(log):
         times[int(match.group(1))] = (float(match.group(3)), float(match.group(4)))
     return times
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def iteration_config(config: str, iters: int, work_dir: str) -> str:
@@ -79,7 +74,7 @@ def run_layout(config: str, procs: int, threads: int, iters: int, warmup: int,
     if procs == 1:
         cmd = [sys.executable, osp.join(REPO_ROOT, 'tools', 'train.py'), config]
     else:
-        env.update(PORT=str(_free_port()), PYTHON=sys.executable)
+        env.update(PORT=str(find_free_port()), PYTHON=sys.executable)
         cmd = ['bash', osp.join(REPO_ROOT, 'tools', 'dist_train.sh'), config, str(procs)]
     cmd[cmd.index(config)] = iteration_config(config, total, work_dir)
     cmd += ['--work-dir', work_dir, '--cfg-options', *options]
@@ -123,10 +118,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     if unknown:
         raise ValueError(f'unknown --layouts {unknown}; choose from {sorted(known)}')
     cfg = Config.fromfile(args.config, import_custom_modules=False)
+    # The overrides every run gets, parsed as tools/train.py parses them.
+    overrides = argparse.Namespace()
+    DictAction(option_strings=[], dest='cfg_options')(None, overrides, args.cfg_options)
+    cfg.merge_from_dict(overrides.cfg_options)
     batch = cfg.train_dataloader.batch_size
-    for option in args.cfg_options:
-        if option.startswith('train_dataloader.batch_size='):
-            batch = int(option.split('=', 1)[1])
 
     work_root = args.work_dir or tempfile.mkdtemp(prefix='benchmark_ddp_')
     results = {'config': args.config, 'batch_per_process': batch,

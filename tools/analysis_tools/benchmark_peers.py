@@ -253,14 +253,13 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         versions=dict(torch=torch.__version__, transformers=transformers.__version__),
         torch_threads=torch.get_num_threads(), matmul=matmul, frameworks={})
     for name, ts in times.items():
-        med = statistics.median(ts)
+        med, med_cpu = statistics.median(ts), statistics.median(cpu_times[name])
         res['frameworks'][name] = dict(
             seconds=ts, median_s=med, images_per_s=B / med, cpu_seconds=cpu_times[name],
-            median_cpu_s=statistics.median(cpu_times[name]), flops_per_step=flops[name],
+            median_cpu_s=med_cpu, flops_per_step=flops[name],
             achieved_flops_per_s=flops[name] / med,
             utilisation=flops[name] / med / matmul['flops_per_s'],
-            utilisation_cpu_time=flops[name] / statistics.median(cpu_times[name]) /
-            matmul['flops_per_cpu_s'])
+            utilisation_cpu_time=flops[name] / med_cpu / matmul['flops_per_cpu_s'])
     ours_med = res['frameworks']['beitlab']['median_s']
     for name in steps:
         if name != 'beitlab':

@@ -17,9 +17,9 @@ from beitlab.registry import HOOKS
 __all__ = ['CompileHook', 'compile_submodule']
 
 
-def compile_submodule(model: nn.Module, target: str = 'backbone.blocks', mode: Optional[str] = None,
-                      dynamic: Optional[bool] = False, fullgraph: bool = False,
-                      backend: str = 'inductor') -> nn.Module:
+def compile_submodule(model: nn.Module, target: str = 'backbone.blocks',
+                      mode: Optional[str] = None, dynamic: Optional[bool] = False,
+                      fullgraph: bool = False, backend: str = 'inductor') -> nn.Module:
     """Compile ``model.<target>`` in place and return it.
 
     Args:

@@ -1,5 +1,5 @@
 """Normalise the two views of BEiT pre-training, each for its consumer (Sec. 2.5)."""
-from typing import Optional, Sequence, Union
+from typing import Sequence, Union
 
 import torch
 from mmengine.model import BaseDataPreprocessor
