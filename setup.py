@@ -14,10 +14,10 @@ setup(
     description='BEiT-style masked image modeling on the OpenMMLab stack',
     long_description=open('README.md').read() if __import__('os').path.exists('README.md') else '',
     long_description_content_type='text/markdown',
-    python_requires='>=3.9',
+    python_requires='>=3.10',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools', 'projects')),
     install_requires=[
-        'torch>=2.1',
+        'torch>=2.5',
         'mmengine>=0.10.0',
         'mmcv>=2.0.0,<2.2.0',
         'numpy',
@@ -25,7 +25,7 @@ setup(
         'tqdm',
     ],
     extras_require={
-        'tests': ['pytest>=7', 'pytest-timeout', 'scikit-image'],
+        'tests': ['pytest>=7', 'pytest-timeout', 'scikit-image', 'ruff==0.17.5'],
         'downstream': ['mmdet==3.3.0', 'mmsegmentation==1.2.2', 'pycocotools', 'ftfy', 'regex'],
     },
     license='Apache-2.0',

@@ -13,15 +13,14 @@ from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
-from mmengine.registry import \
-    OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS
 from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
-from mmengine.registry import Registry
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
+from mmengine.registry import Registry
 
 __all__ = [
     'MODELS', 'TOKENIZERS', 'TARGET_GENERATORS', 'MASK_GENERATORS', 'DATASETS',
@@ -72,7 +71,8 @@ DATASETS.__doc__ = """Datasets: mmengine ``BaseDataset`` subclasses whose ``load
 returns dicts with at least ``img_path`` (and ``gt_label: int`` when labelled)."""
 
 TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='beitlab')
-TRANSFORMS.__doc__ = """Data transforms: ``transform(results: dict) -> dict | None`` (mmcv ``BaseTransform``)."""
+TRANSFORMS.__doc__ = """Data transforms: ``transform(results: dict) -> dict | None``
+(mmcv ``BaseTransform``)."""
 
 METRICS = Registry('metric', parent=MMENGINE_METRICS, scope='beitlab')
 METRICS.__doc__ = """Metrics: mmengine ``BaseMetric``; ``process(data_batch, data_samples)`` then
@@ -82,10 +82,12 @@ HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='beitlab')
 HOOKS.__doc__ = """Runner hooks: mmengine ``Hook`` subclasses."""
 
 OPTIMIZERS = Registry('optimizer', parent=MMENGINE_OPTIMIZERS, scope='beitlab')
-OPTIMIZERS.__doc__ = """Optimizers: ``torch.optim.Optimizer`` subclasses (torch's are found through the parent)."""
+OPTIMIZERS.__doc__ = """Optimizers: ``torch.optim.Optimizer`` subclasses
+(torch's are found through the parent)."""
 
 OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='beitlab')
-OPTIM_WRAPPERS.__doc__ = """Optimizer wrappers: mmengine ``OptimWrapper`` subclasses (found through the parent)."""
+OPTIM_WRAPPERS.__doc__ = """Optimizer wrappers: mmengine ``OptimWrapper`` subclasses
+(found through the parent)."""
 
 OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     'optimizer wrapper constructor', parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope='beitlab')

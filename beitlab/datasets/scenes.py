@@ -16,11 +16,17 @@ from typing import List, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from .fashion_mnist_files import (DEFAULT_FASHION_MNIST_ROOT, FASHION_MNIST_CLASSES,
-                                  load_fashion_mnist, read_idx)
+from .fashion_mnist_files import (
+    DEFAULT_FASHION_MNIST_ROOT,
+    FASHION_MNIST_CLASSES,
+    default_fashion_mnist_root,
+    load_fashion_mnist,
+    read_idx,
+)
 
 __all__ = [
-    'FASHION_MNIST_CLASSES', 'DEFAULT_FASHION_MNIST_ROOT', 'read_idx', 'load_fashion_mnist',
+    'FASHION_MNIST_CLASSES', 'DEFAULT_FASHION_MNIST_ROOT', 'default_fashion_mnist_root', 'read_idx',
+    'load_fashion_mnist',
     'SceneInstance', 'Scene', 'compose_scene'
 ]
 

@@ -30,6 +30,7 @@ from mmseg.registry import WEIGHT_INITIALIZERS as MMSEG_WEIGHT_INITIALIZERS
 
 from beitlab.models.backbones.beit_vit import BEiTViT
 from beitlab.models.necks.multiscale_neck import ViTMultiScaleNeck
+
 from .common import BEiTPretrained, register_entries
 
 __all__ = ['BEiTPretrained', 'FashionMNISTScenesDataset', 'register_into_mmseg']

@@ -5,7 +5,8 @@ _base_ = ['../beit/finetune_vit-b_in1k.py']
 num_classes = 10
 model = dict(
     pretrained=None,
-    backbone=dict(arch=dict(_delete_=True, embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128),
+    backbone=dict(arch=dict(_delete_=True, embed_dims=64, num_layers=2, num_heads=2,
+                            feedforward_channels=128),
                   img_size=32, patch_size=4),
     head=dict(num_classes=num_classes, in_channels=64),
     data_preprocessor=dict(num_classes=num_classes))

@@ -12,7 +12,6 @@ from skimage import data as skdata
 
 from beitlab.registry import MODELS, TRANSFORMS
 from beitlab.utils import install_safe_checkpoint_loading, register_all_modules, safe_torch_load
-
 from tests.tools_helpers import REPO_ROOT, run_tool
 
 register_all_modules(init_default_scope=True)

@@ -3,9 +3,12 @@ block equals global attention under a block-diagonal mask (a reference written h
 import torch
 
 from beitlab.models.backbones.beit_vit import BEiTViT
-from beitlab.models.backbones.window_attention import (forward_with_windows, window_partition,
-                                                       window_unpartition,
-                                                       windowed_block_forward)
+from beitlab.models.backbones.window_attention import (
+    forward_with_windows,
+    window_partition,
+    window_unpartition,
+    windowed_block_forward,
+)
 
 TINY = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 

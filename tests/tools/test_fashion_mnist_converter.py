@@ -5,10 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from beitlab.datasets.fashion_mnist_files import read_idx
 from PIL import Image
 
+from beitlab.datasets.fashion_mnist_files import read_idx
 from tests.tools.fashion_mnist_synthetic import make_fashion_mnist_src
 
 REPO = Path(__file__).resolve().parents[2]

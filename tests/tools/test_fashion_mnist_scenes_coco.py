@@ -11,8 +11,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from beitlab.datasets.scenes import (DEFAULT_FASHION_MNIST_ROOT, compose_scene,
-                                     load_fashion_mnist)
+from beitlab.datasets.scenes import DEFAULT_FASHION_MNIST_ROOT, compose_scene, load_fashion_mnist
 from tests.tools_helpers import run_tool
 
 pytestmark = pytest.mark.skipif(

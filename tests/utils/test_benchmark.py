@@ -3,9 +3,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from beitlab.utils.benchmark import (PhaseResult, count_flops, format_table,
-                                     measure_matmul_rate, peak_rss_bytes, reset_peak_rss,
-                                     time_iterations)
+from beitlab.utils.benchmark import (
+    PhaseResult,
+    count_flops,
+    format_table,
+    measure_matmul_rate,
+    peak_rss_bytes,
+    reset_peak_rss,
+    time_iterations,
+)
 
 
 def test_count_flops_linear_forward_backward():

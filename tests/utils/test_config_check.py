@@ -1,7 +1,6 @@
 """An unknown ``type`` fails before training, naming registry, name and close names."""
-from mmengine.config import Config
-
 import pytest
+from mmengine.config import Config
 
 from beitlab.utils import UnknownTypeError, check_config_types, register_all_modules
 

@@ -5,8 +5,11 @@ import pytest
 import torch
 
 from beitlab.models.backbones.beit_vit import BEiTViT
-from beitlab.utils.pretrained import (beitlab_classifier_to_official, load_pretrained_backbone,
-                                      official_classifier_to_beitlab)
+from beitlab.utils.pretrained import (
+    beitlab_classifier_to_official,
+    load_pretrained_backbone,
+    official_classifier_to_beitlab,
+)
 
 TINY = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)
 

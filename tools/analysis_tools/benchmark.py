@@ -36,8 +36,13 @@ from beitlab.engine.hooks.activation_checkpoint_hook import ActivationCheckpoint
 from beitlab.engine.hooks.channels_last_hook import ChannelsLastHook
 from beitlab.engine.hooks.compile_hook import CompileHook
 from beitlab.registry import HOOKS, MODELS
-from beitlab.utils.benchmark import (PhaseResult, count_flops, format_table,
-                                     measure_matmul_rate, time_iterations)
+from beitlab.utils.benchmark import (
+    PhaseResult,
+    count_flops,
+    format_table,
+    measure_matmul_rate,
+    time_iterations,
+)
 from beitlab.utils.setup_env import register_all_modules
 
 PHASES = ('data', 'train', 'model', 'target', 'infer')

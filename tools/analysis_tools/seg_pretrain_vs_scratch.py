@@ -20,9 +20,9 @@ import glob
 import json
 import os
 import os.path as osp
+import pickle
 import subprocess
 import sys
-import pickle
 import time
 from typing import Dict, List, Optional
 

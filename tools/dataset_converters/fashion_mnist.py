@@ -21,10 +21,12 @@ from typing import Optional
 from PIL import Image
 from tqdm import tqdm
 
-from beitlab.datasets.fashion_mnist_files import (DEFAULT_FASHION_MNIST_ROOT,
-                                                  FASHION_MNIST_CLASSES, load_fashion_mnist)
+from beitlab.datasets.fashion_mnist_files import (
+    FASHION_MNIST_CLASSES,
+    default_fashion_mnist_root,
+    load_fashion_mnist,
+)
 
-DEFAULT_SRC = DEFAULT_FASHION_MNIST_ROOT
 CLASSES = FASHION_MNIST_CLASSES
 SPLITS = ('train', 'val')
 
@@ -48,7 +50,7 @@ def convert_split(src: str, out: str, split: str, limit: Optional[int] = None) -
 
 def main(argv: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--src', default=DEFAULT_SRC,
+    parser.add_argument('--src', default=default_fashion_mnist_root(),
                         help='folder holding the four Fashion-MNIST *-ubyte.gz files')
     parser.add_argument('--out', default='data/fashion_mnist', help='output root')
     parser.add_argument('--limit', type=int, default=None,

@@ -26,8 +26,12 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from beitlab.datasets.scenes import (DEFAULT_FASHION_MNIST_ROOT, FASHION_MNIST_CLASSES,
-                                     compose_scene, load_fashion_mnist)
+from beitlab.datasets.scenes import (
+    FASHION_MNIST_CLASSES,
+    compose_scene,
+    default_fashion_mnist_root,
+    load_fashion_mnist,
+)
 
 
 def encode_mask(mask: np.ndarray) -> Dict:
@@ -67,7 +71,7 @@ def convert_split(out: str, split: str, num_images: int, src: str, seed: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', default='data/fmnist_scenes_coco_48px')
-    parser.add_argument('--src', default=DEFAULT_FASHION_MNIST_ROOT,
+    parser.add_argument('--src', default=default_fashion_mnist_root(),
                         help='folder with the raw Fashion-MNIST idx(.gz) files')
     parser.add_argument('--num-train', type=int, default=1000)
     parser.add_argument('--num-val', type=int, default=100)

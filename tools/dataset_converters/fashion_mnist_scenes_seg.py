@@ -23,8 +23,12 @@ from typing import Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from beitlab.datasets.scenes import (DEFAULT_FASHION_MNIST_ROOT, FASHION_MNIST_CLASSES,
-                                     compose_scene, load_fashion_mnist)
+from beitlab.datasets.scenes import (
+    FASHION_MNIST_CLASSES,
+    compose_scene,
+    default_fashion_mnist_root,
+    load_fashion_mnist,
+)
 
 SEG_CLASSES = ('background', ) + FASHION_MNIST_CLASSES
 
@@ -51,7 +55,7 @@ def convert_split(src: str, out: str, split: str, num: int, seed: int, size: int
 
 def main(argv: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--src', default=DEFAULT_FASHION_MNIST_ROOT,
+    parser.add_argument('--src', default=default_fashion_mnist_root(),
                         help='folder holding the four Fashion-MNIST *-ubyte.gz files')
     parser.add_argument('--out', default='data/fashion_mnist_scenes', help='output root')
     parser.add_argument('--num-train', type=int, default=2000)

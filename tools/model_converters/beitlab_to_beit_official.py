@@ -13,8 +13,11 @@ import argparse
 import sys
 from typing import List, Optional
 
-from beitlab.utils.official_checkpoint import (DEFAULT_EXPORT_IGNORED_PREFIXES,
-                                               CheckpointKeyError, export_official_file)
+from beitlab.utils.official_checkpoint import (
+    DEFAULT_EXPORT_IGNORED_PREFIXES,
+    CheckpointKeyError,
+    export_official_file,
+)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

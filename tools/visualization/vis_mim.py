@@ -31,6 +31,7 @@ from beitlab.registry import DATASETS, MODELS
 from beitlab.utils import install_safe_checkpoint_loading, register_all_modules, safe_torch_load
 from beitlab.visualization.mim_visualizer import MIMVisualizer
 
+
 def eval_pipeline(pipeline: list) -> list:
     """The training pipeline without colour jitter and flip, cropping the whole image."""
     out = []

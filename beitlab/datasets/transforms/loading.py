@@ -1,7 +1,7 @@
 """Image loading that names the file it could not read."""
 import multiprocessing
-from multiprocessing.context import get_spawning_popen
 import warnings
+from multiprocessing.context import get_spawning_popen
 from typing import Optional
 
 import mmcv

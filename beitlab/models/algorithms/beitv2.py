@@ -12,6 +12,7 @@ from mmengine.structures import BaseDataElement
 from torch import Tensor, nn
 
 from beitlab.registry import MODELS
+
 from .beit import BEiT
 
 __all__ = ['BEiTv2']

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from beitlab.registry import MODELS
+
 from .mim_base import MIMRegressionBase
 
 __all__ = ['MAE']

@@ -8,6 +8,7 @@ paper's ViT recipe.
 """
 
 from beitlab.registry import MODELS
+
 from .simmim import SimMIM
 
 __all__ = ['MaskFeat']

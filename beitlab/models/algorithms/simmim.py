@@ -11,6 +11,7 @@ from typing import Dict, Optional
 from torch import Tensor
 
 from beitlab.registry import MODELS
+
 from .mim_base import MIMRegressionBase
 
 __all__ = ['SimMIM']

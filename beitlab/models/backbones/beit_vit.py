@@ -16,9 +16,16 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from beitlab.registry import MODELS
-from .rel_pos_bias import (RelativePositionBias, build_relative_position_index,
-                           num_relative_distance, relative_position_bias_for_grid,
-                           resize_pos_embed, resize_rel_pos_bias_table, to_2tuple_grid)
+
+from .rel_pos_bias import (
+    RelativePositionBias,
+    build_relative_position_index,
+    num_relative_distance,
+    relative_position_bias_for_grid,
+    resize_pos_embed,
+    resize_rel_pos_bias_table,
+    to_2tuple_grid,
+)
 from .window_attention import iter_windowed_layers
 
 __all__ = ['BEiTViT', 'BEiTAttention', 'BEiTBlock', 'PatchEmbed', 'Mlp', 'DropPath']

@@ -22,7 +22,8 @@ from typing import Iterator, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-__all__ = ['window_partition', 'window_unpartition', 'windowed_block_forward', 'iter_windowed_layers', 'forward_with_windows']
+__all__ = ['window_partition', 'window_unpartition', 'windowed_block_forward', 'iter_windowed_layers',
+           'forward_with_windows']
 
 def window_partition(x: Tensor, window_size: int) -> Tuple[Tensor, Tuple[int, int]]:
     """Cut ``x: [B, H, W, C]`` into windows ``[B * nW, ws, ws, C]`` (zero-padding H, W up to

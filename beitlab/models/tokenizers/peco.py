@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from beitlab.registry import MODELS, TOKENIZERS
+
 from .dvae import DVAE
 
 __all__ = ['PerceptualDVAE']

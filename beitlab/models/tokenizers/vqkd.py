@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from beitlab.registry import MODELS, TOKENIZERS
 from beitlab.utils.frozen_network import FrozenNetworkMixin, build_frozen_network
+
 from .base import BaseTokenizer
 from .quantizer import VectorQuantizer
 

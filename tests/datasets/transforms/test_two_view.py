@@ -6,8 +6,7 @@ from mmengine.dataset import default_collate, pseudo_collate
 from PIL import Image
 
 from beitlab.datasets.transforms.color_jitter import ColorJitter
-from beitlab.datasets.transforms.two_view import (GenerateMask, PackTwoViewInputs,
-                                                  TwoViewRandomResizedCrop)
+from beitlab.datasets.transforms.two_view import GenerateMask, PackTwoViewInputs, TwoViewRandomResizedCrop
 from beitlab.models.data_preprocessors.two_view_preprocessor import TwoViewDataPreprocessor
 from beitlab.utils import register_all_modules
 

@@ -8,10 +8,10 @@ from beitlab.evaluation.metrics.accuracy import Accuracy, topk_correct
 
 def run(metric: Accuracy, scores, labels) -> dict:
     samples = []
-    for s, l in zip(scores, labels):
+    for s, label in zip(scores, labels):
         d = BaseDataElement()
         d.pred_score = torch.tensor(s, dtype=torch.float32)
-        d.gt_label = torch.tensor([l])
+        d.gt_label = torch.tensor([label])
         samples.append(d.to_dict())  # the Evaluator hands metrics dicts
     metric.process({}, samples)
     return metric.compute_metrics(metric.results)

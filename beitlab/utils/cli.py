@@ -1,0 +1,78 @@
+"""One-line errors for the command-line tools.
+
+Every tool under ``tools/`` ends with ``run_cli(main)``. An exception that reaches it is
+printed as one line, ``<tool>: error: <message>``, and the process exits with status 1;
+the traceback is shown only with ``--debug`` on the command line or ``BEITLAB_DEBUG=1``
+in the environment. ``--debug`` is taken off ``sys.argv`` before ``main`` parses it, so
+every tool accepts it without declaring it.
+
+User errors (a missing file or data root, an unknown registry name, a refused
+checkpoint, a shape mismatch, a bad option value) raise the built-in exception types
+below with a message that names the value and what was expected; any other exception
+is reported the same way, marked as unexpected.
+"""
+import os
+import os.path as osp
+import re
+import sys
+from typing import Callable, NoReturn
+
+__all__ = ['DEBUG_ENV', 'UserInputError', 'debug_requested', 'run_cli', 'one_line_message']
+
+DEBUG_ENV = 'BEITLAB_DEBUG'
+
+# Errors whose message is meant for the user: bad paths, names, values, checkpoints.
+USER_ERROR_TYPES = (OSError, KeyError, ValueError, TypeError, RuntimeError, ImportError,
+                    AssertionError)
+# mmengine's builders re-raise with "class `X` in path/to/module.py: " in front of the
+# original message; the innermost message is the one that says what is wrong.
+_BUILD_PREFIX = re.compile(r'class `[^`]+` in [^:]+: ')
+
+
+class UserInputError(ValueError):
+    """A value given by the user (a path, a name, an option) that cannot be used."""
+
+
+def debug_requested() -> bool:
+    """``--debug`` on the command line or ``BEITLAB_DEBUG`` set to a non-empty, non-zero value."""
+    return '--debug' in sys.argv or os.environ.get(DEBUG_ENV, '') not in ('', '0')
+
+
+def one_line_message(err: BaseException) -> str:
+    """The error's message on one line, without mmengine's nested ``class ... in ...:``
+    prefixes and without the quotes ``KeyError`` adds."""
+    text = err.args[0] if isinstance(err, KeyError) and len(err.args) == 1 else str(err)
+    text = _BUILD_PREFIX.sub('', str(text))
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    text = ' '.join(lines) or type(err).__name__
+    if isinstance(err, FileNotFoundError) and err.filename and str(err.filename) not in text:
+        text = f'{text}: {err.filename!r}'
+    return text
+
+
+def run_cli(main: Callable[[], object]) -> NoReturn:
+    """Run a tool's ``main`` and exit: 0 on success, 1 with one line on an error, 130 on Ctrl-C."""
+    tool = osp.basename(sys.argv[0]) or 'beitlab'
+    debug = debug_requested()
+    if '--debug' in sys.argv:
+        sys.argv = [a for a in sys.argv if a != '--debug']
+    if debug:
+        sys.exit(_exit_code(main()))
+    try:
+        code = _exit_code(main())
+    except KeyboardInterrupt:
+        print(f'{tool}: interrupted', file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:  # noqa: BLE001 - every error becomes one line
+        message = one_line_message(err)
+        if not isinstance(err, USER_ERROR_TYPES):
+            message = f'unexpected {type(err).__name__}: {message}'
+        print(f'{tool}: error: {message}\n'
+              f'(rerun with --debug or {DEBUG_ENV}=1 for the traceback)', file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code)
+
+
+def _exit_code(result: object) -> int:
+    """A ``main`` that returns an int sets the exit status; anything else means success."""
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
