@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# 500 training and 250 test images of Fashion-MNIST in the official idx files
+# (tests/data/fashion_mnist/README.md): every test that needs real items reads these.
+FASHION_MNIST_SUBSET = REPO_ROOT / 'tests' / 'data' / 'fashion_mnist'
 
 
 def _tail(text: str, lines: int) -> str:

@@ -7,8 +7,9 @@
 #   PYTHON        interpreter used to create .venv (default: python3.11, else python3)
 #   TORCH_INDEX   extra index URL for a CUDA torch build, e.g.
 #                 https://download.pytorch.org/whl/cu124 (default: the CPU build)
-#   MMCV_WHEELS   folder searched first for a prebuilt mmcv 2.1.0 wheel
-#                 (default: ../shared/wheels next to the repository, then .wheels/)
+#   MMCV_WHEELS   folder searched first for a prebuilt mmcv 2.1.0 wheel (then .wheels/,
+#                 where a source build leaves its wheel); without one, mmcv is built
+#                 from source (about 18 minutes on 2 cores)
 #   MAX_JOBS      compile jobs when mmcv must be built from source (default: nproc)
 set -euo pipefail
 
@@ -19,6 +20,8 @@ TORCH_VERSION=2.13.0
 MMCV_VERSION=2.1.0
 
 die() { echo "install.sh: ERROR: $*" >&2; exit 1; }
+# shellcheck source=tools/install_stamp.sh
+. "$ROOT/tools/install_stamp.sh"
 
 PYTHON="${PYTHON:-}"
 if [ -z "$PYTHON" ]; then
@@ -58,7 +61,7 @@ have_mmcv_ops() { "$PY" -c "import mmcv, sys; assert mmcv.__version__ == '$MMCV_
 if ! have_mmcv_ops; then
   echo ">>> mmcv $MMCV_VERSION with compiled ops"
   FIND=()
-  for d in "${MMCV_WHEELS:-}" "$ROOT/../shared/wheels" "$ROOT/.wheels"; do
+  for d in "${MMCV_WHEELS:-}" "$ROOT/.wheels"; do
     [ -n "$d" ] && [ -d "$d" ] && FIND+=(--find-links "$d")
   done
   # A wheel in a local folder (or one built by an earlier run into .wheels/) is reused as is.
@@ -96,4 +99,6 @@ import beitlab
 print(f"torch {torch.__version__}, mmengine {mmengine.__version__}, mmcv {mmcv.__version__} (ops ok), "
       f"mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, beitlab {beitlab.__version__}")
 PYCHECK
+# tools/run_tests.sh and tools/demo.sh rerun this script when the stamp does not match.
+install_stamp > "$VENV/.beitlab-install-stamp"
 echo ">>> done. Use $VENV/bin/python"

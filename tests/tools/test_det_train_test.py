@@ -5,23 +5,16 @@ import contextlib
 import importlib.util
 import io
 import json
-import os.path as osp
 from pathlib import Path
 
 import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from beitlab.datasets.scenes import DEFAULT_FASHION_MNIST_ROOT
-from tests.tools_helpers import REPO_ROOT, run_tool
+from tests.tools_helpers import FASHION_MNIST_SUBSET, REPO_ROOT, run_tool
 
 CONFIG = 'configs/mask-rcnn_beit/mask-rcnn_beitvit-tiny-p4_sfp_1xb2-2it_fashion-mnist-scenes-32px.py'
 STATS = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
-
-pytestmark = pytest.mark.skipif(
-    not osp.isfile(osp.join(DEFAULT_FASHION_MNIST_ROOT, 't10k-images-idx3-ubyte.gz')),
-    reason='Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)')
-
 
 def data_options(root: str) -> list:
     ann = f'{root}/annotations/instances_val.json'
@@ -38,7 +31,7 @@ def make_scenes(out: Path) -> None:
     spec.loader.exec_module(conv)
     (out / 'annotations').mkdir(parents=True)
     for split, num, seed in (('train', 8, 0), ('val', 4, 1)):
-        coco = conv.convert_split(str(out), split, num, DEFAULT_FASHION_MNIST_ROOT, seed,
+        coco = conv.convert_split(str(out), split, num, str(FASHION_MNIST_SUBSET), seed,
                                   (32, 32), (1, 3), (12, 20))
         (out / 'annotations' / f'instances_{split}.json').write_text(json.dumps(coco))
 

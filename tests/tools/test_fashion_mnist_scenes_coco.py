@@ -11,24 +11,21 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from beitlab.datasets.scenes import DEFAULT_FASHION_MNIST_ROOT, compose_scene, load_fashion_mnist
-from tests.tools_helpers import run_tool
-
-pytestmark = pytest.mark.skipif(
-    not osp.isfile(osp.join(DEFAULT_FASHION_MNIST_ROOT, 't10k-images-idx3-ubyte.gz')),
-    reason='Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)')
+from beitlab.datasets.scenes import compose_scene, load_fashion_mnist
+from tests.tools_helpers import FASHION_MNIST_SUBSET, run_tool
 
 
 @pytest.fixture(scope='module')
 def coco_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp('scenes_coco')
-    run_tool('dataset_converters/fashion_mnist_scenes_coco.py', '--out', out, '--num-train', 3,
+    run_tool('dataset_converters/fashion_mnist_scenes_coco.py', '--src', FASHION_MNIST_SUBSET,
+             '--out', out, '--num-train', 3,
              '--num-val', 6, '--canvas', 48, 48, '--item-size', 14, 30)
     return out
 
 
 def test_scene_masks_are_visible_pixels_and_disjoint():
-    images, labels = load_fashion_mnist(split='val')
+    images, labels = load_fashion_mnist(str(FASHION_MNIST_SUBSET), split='val')
     scene = compose_scene(images, labels, np.random.default_rng(3), canvas_size=(48, 48),
                           num_items=(4, 4), item_size=(20, 30))
     assert len(scene.instances) >= 2
