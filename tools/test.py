@@ -19,6 +19,7 @@ from mmengine.runner import Runner
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from beitlab.utils import prepare_config, register_all_modules, shutdown_distributed  # noqa: E402
+from beitlab.utils.cli import run_cli  # noqa: E402
 from beitlab.utils.runtime import add_runner_args, load_config  # noqa: E402
 
 
@@ -58,6 +59,10 @@ def enable_show_dir(cfg: Config, show_dir: str) -> None:
 def main() -> None:
     args = parse_args()
     register_all_modules()
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist (relative paths '
+                                f'are read from {os.getcwd()}); give a file written by '
+                                'tools/train.py or a converter in tools/model_converters/')
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
     cfg.resume = False
@@ -86,4 +91,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -14,6 +14,7 @@ from mmengine.runner import Runner
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from beitlab.utils import prepare_config, register_all_modules, shutdown_distributed  # noqa: E402
+from beitlab.utils.cli import run_cli  # noqa: E402
 from beitlab.utils.runtime import add_runner_args, load_config  # noqa: E402
 
 
@@ -70,4 +71,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -1,7 +1,8 @@
 """ImageNet-style classification dataset: a folder per class, or an annotation list file.
 
-Used for fine-tuning (Sec. V of the method spec) and for the shared Fashion-MNIST experiment,
-whose converter writes exactly this layout.
+Used for fine-tuning (BEiT, Bao et al. 2021, arXiv 2106.08254, Sec. 3.1 image classification)
+and for the Fashion-MNIST experiment, whose converter
+(``tools/dataset_converters/fashion_mnist.py``) writes exactly this layout.
 """
 import os
 import os.path as osp
@@ -11,7 +12,7 @@ from mmengine.dataset import BaseDataset
 
 from beitlab.registry import DATASETS
 
-from .image_folder import IMG_EXTENSIONS, check_data_dir, scan_images
+from .image_folder import IMG_EXTENSIONS, check_data_dir, dataloader_key, scan_images
 
 __all__ = ['ImageNetStyleDataset']
 
@@ -54,19 +55,32 @@ class ImageNetStyleDataset(BaseDataset):
             ann_file=ann_file, data_root=data_root, metainfo=metainfo,
             data_prefix=data_prefix if data_prefix is not None else dict(img_path=''), **kwargs)
 
+    def _layout(self, folder: str) -> str:
+        """The files this dataset expects, for error messages."""
+        folder = osp.normpath(folder)
+        if self.ann_file:
+            return (f'the list {self.ann_file!r} ("<image path> <label>" lines) and the '
+                    f'images under {folder!r}')
+        return f'one sub-folder per class with its images: {osp.join(folder, "<class>", "<image>")}'
+
     def load_data_list(self) -> List[dict]:
-        if self.data_root:
-            check_data_dir(self.data_root)
         folder = self.data_prefix['img_path'] or self.data_root
-        check_data_dir(folder, 'image folder')
+        key = dataloader_key(self.test_mode)
+        if self.data_root:
+            check_data_dir(self.data_root, 'ImageNetStyleDataset data root', self._layout(folder),
+                           config_key=key)
+        check_data_dir(osp.normpath(folder), 'ImageNetStyleDataset image folder', self._layout(folder),
+                       root=self.data_root or folder, config_key=key)
         if self.ann_file:
             return self._load_ann_file(folder)
         return self._load_class_folders(folder)
 
     def _load_ann_file(self, folder: str) -> List[dict]:
         if not osp.isfile(self.ann_file):
-            raise FileNotFoundError(f'annotation file {self.ann_file!r} does not exist '
-                                    '(expected lines "<relative image path> <label>")')
+            raise FileNotFoundError(f'ImageNetStyleDataset annotation file {self.ann_file!r} does '
+                                    'not exist (expected lines "<image path relative to '
+                                    f'{folder!r}> <label>"); set ann_file=\'\' to read one '
+                                    'sub-folder per class instead')
         self._read_classes_file(osp.join(osp.dirname(self.ann_file), 'classes.txt'))
         data_list = []
         with open(self.ann_file) as f:
@@ -98,7 +112,10 @@ class ImageNetStyleDataset(BaseDataset):
         data_list = []
         for label, name in enumerate(classes):
             class_dir = osp.join(folder, name)
-            check_data_dir(class_dir, f'class folder for {name!r}')
+            check_data_dir(class_dir, f'class folder for {name!r}',
+                           f'the images of class {name!r} (the classes come from '
+                           '`classes` or meta/classes.txt)', root=self.data_root or folder,
+                           config_key=dataloader_key(self.test_mode))
             data_list += [dict(img_path=osp.join(class_dir, f), gt_label=label)
                           for f in scan_images(class_dir, self.extensions)]
         return data_list

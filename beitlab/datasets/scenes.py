@@ -1,11 +1,11 @@
 """Scenes composed from real Fashion-MNIST items, for the dense downstream tasks.
 
-Detection/instance segmentation (BEiT paper, Sec. 3.3 transfer; issue 7) and semantic
-segmentation need images with several objects, boxes and per-pixel masks. No such real data
-ships offline, so each scene pastes several real 28 x 28 Fashion-MNIST items, rescaled and
-placed at random, on a black canvas. Later items occlude earlier ones, and every instance
-keeps the mask of its *visible* pixels, so boxes, instance masks and the class map agree
-pixel for pixel with the image.
+Detection/instance segmentation and semantic segmentation (transfer of the pre-trained
+encoder to dense prediction, BEiT Sec. 3.2) need images with several objects, boxes and
+per-pixel masks. No such real data ships offline, so each scene pastes several real
+28 x 28 Fashion-MNIST items, rescaled and placed at random, on a black canvas. Later items
+occlude earlier ones, and every instance keeps the mask of its *visible* pixels, so boxes,
+instance masks and the class map agree pixel for pixel with the image.
 
 Shared by ``tools/dataset_converters/fashion_mnist_scenes_coco.py`` (COCO JSON, RLE masks)
 and any semantic-segmentation converter (``Scene.semantic_map``). Nothing here registers.

@@ -67,7 +67,7 @@ def time_iterations(name: str, step: Callable[[], Any], *, iters: int, warmup: i
 
     Peak memory is reset before the warm-up, so it covers every call of ``step``.
     Besides wall-clock seconds, the CPU seconds of this process (all its threads,
-    not the dataloader workers) are recorded: on a shared machine they stay close
+    not the dataloader workers) are recorded: on a loaded machine they stay close
     to what the step costs, where wall-clock time grows with the neighbours' load.
     """
     if iters < 1:

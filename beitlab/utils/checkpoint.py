@@ -9,6 +9,7 @@ file. Nothing ever falls back to unsafe loading.
 """
 import os.path as osp
 import pickle
+import re
 from typing import Any, Optional
 
 import numpy as np
@@ -80,10 +81,25 @@ def safe_torch_load(filename: str, map_location: Any = 'cpu') -> Any:
             return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise UnsafeCheckpointError(
-            f'refused to load checkpoint {filename!r}: it contains a pickled object that '
-            f'is not allowed with weights_only=True (only tensors, plain Python types and '
-            f'mmengine\'s logging types are accepted). If you trust the file, re-save it '
-            f'as a plain state dict elsewhere. Details: {err}') from err
+            f'refused to load checkpoint {filename!r} (UnsafeCheckpointError): it holds a '
+            f'pickled object that weights_only=True does not allow ({_refusal_reason(err)}); '
+            f'only tensors, plain Python types and mmengine\'s logging types are accepted. '
+            f'If you trust the file, load it once in a trusted environment and re-save only '
+            f'its tensors, e.g. torch.save({{\'state_dict\': ckpt[\'state_dict\']}}, '
+            f'\'clean.pth\')') from err
+
+
+_ANSI = re.compile(r'\x1b\[[0-9;]*m')
+
+
+def _refusal_reason(err: BaseException) -> str:
+    """The one sentence of torch's refusal that names the object (``Unsupported global:
+    GLOBAL module.Name``), without its advice to load with ``weights_only=False``."""
+    text = ' '.join(_ANSI.sub('', str(err)).split())
+    match = re.search(r'WeightsUnpickler error: (.+?)(?: was not an allowed global| Please|\. |$)',
+                      text)
+    reason = match.group(1) if match else text
+    return reason if len(reason) <= 200 else reason[:197] + '...'
 
 
 def _load_from_local(filename: str, map_location: Optional[Any]) -> Any:

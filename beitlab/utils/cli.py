@@ -10,14 +10,19 @@ User errors (a missing file or data root, an unknown registry name, a refused
 checkpoint, a shape mismatch, a bad option value) raise the built-in exception types
 below with a message that names the value and what was expected; any other exception
 is reported the same way, marked as unexpected.
+
+An error that knows several ways forward (e.g. where to get missing weights) is a
+:class:`HintedError`: its ``message`` goes on the error line and each of its ``hints``
+on a line of its own below it; ``str()`` of it holds both, for tracebacks and tests.
 """
 import os
 import os.path as osp
 import re
 import sys
-from typing import Callable, NoReturn
+from typing import Callable, List, NoReturn, Sequence
 
-__all__ = ['DEBUG_ENV', 'UserInputError', 'debug_requested', 'run_cli', 'one_line_message']
+__all__ = ['DEBUG_ENV', 'HintedError', 'UserInputError', 'debug_requested', 'hint_lines',
+           'one_line_message', 'run_cli']
 
 DEBUG_ENV = 'BEITLAB_DEBUG'
 
@@ -27,10 +32,28 @@ USER_ERROR_TYPES = (OSError, KeyError, ValueError, TypeError, RuntimeError, Impo
 # mmengine's builders re-raise with "class `X` in path/to/module.py: " in front of the
 # original message; the innermost message is the one that says what is wrong.
 _BUILD_PREFIX = re.compile(r'class `[^`]+` in [^:]+: ')
+# "[Errno 2] No such file or directory: 'x'" reads better without the errno.
+_ERRNO_PREFIX = re.compile(r'^\[Errno \d+\] ')
 
 
 class UserInputError(ValueError):
     """A value given by the user (a path, a name, an option) that cannot be used."""
+
+
+class HintedError(Exception):
+    """An error with one line saying what is wrong and lines saying how to fix it.
+
+    Mix it in before a built-in type, e.g. ``class X(HintedError, FileNotFoundError)``.
+
+    Args:
+        message: what is wrong, naming the value and what was expected.
+        hints: ways forward, each a short sentence (ideally with an exact command).
+    """
+
+    def __init__(self, message: str, hints: Sequence[str] = ()) -> None:
+        self.message = str(message)
+        self.hints = tuple(str(h) for h in hints)
+        super().__init__(' '.join([self.message, *self.hints]))
 
 
 def debug_requested() -> bool:
@@ -41,8 +64,13 @@ def debug_requested() -> bool:
 def one_line_message(err: BaseException) -> str:
     """The error's message on one line, without mmengine's nested ``class ... in ...:``
     prefixes and without the quotes ``KeyError`` adds."""
-    text = err.args[0] if isinstance(err, KeyError) and len(err.args) == 1 else str(err)
-    text = _BUILD_PREFIX.sub('', str(text))
+    if isinstance(err, HintedError) and err.hints:
+        text = err.message
+    elif isinstance(err, KeyError) and len(err.args) == 1:
+        text = err.args[0]
+    else:
+        text = str(err)
+    text = _ERRNO_PREFIX.sub('', _BUILD_PREFIX.sub('', str(text)))
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     text = ' '.join(lines) or type(err).__name__
     if isinstance(err, FileNotFoundError) and err.filename and str(err.filename) not in text:
@@ -50,8 +78,16 @@ def one_line_message(err: BaseException) -> str:
     return text
 
 
+def hint_lines(err: BaseException) -> List[str]:
+    """The ``hints`` of a :class:`HintedError`, one line each (none for other errors)."""
+    if not isinstance(err, HintedError):
+        return []
+    return [' '.join(h.split()) for h in err.hints if h.strip()]
+
+
 def run_cli(main: Callable[[], object]) -> NoReturn:
-    """Run a tool's ``main`` and exit: 0 on success, 1 with one line on an error, 130 on Ctrl-C."""
+    """Run a tool's ``main`` and exit: 0 on success, 1 with one error line (and the hint
+    lines of a :class:`HintedError`) on an error, 130 on Ctrl-C."""
     tool = osp.basename(sys.argv[0]) or 'beitlab'
     debug = debug_requested()
     if '--debug' in sys.argv:
@@ -67,7 +103,8 @@ def run_cli(main: Callable[[], object]) -> NoReturn:
         message = one_line_message(err)
         if not isinstance(err, USER_ERROR_TYPES):
             message = f'unexpected {type(err).__name__}: {message}'
-        print(f'{tool}: error: {message}\n'
+        hints = ''.join(f'  {line}\n' for line in hint_lines(err))
+        print(f'{tool}: error: {message}\n{hints}'
               f'(rerun with --debug or {DEBUG_ENV}=1 for the traceback)', file=sys.stderr)
         sys.exit(1)
     sys.exit(code)

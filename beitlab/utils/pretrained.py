@@ -1,5 +1,6 @@
 """Load a pre-trained BEiT backbone for fine-tuning, and convert classifiers to and from the
-official BEiT layout (Bao et al., 2021, Sec. 3 and App. "fine-tuning"; spec V.A.2).
+official BEiT layout (Bao et al., 2021, Sec. 2.6 and 3.1; official
+``beit/run_class_finetuning.py``).
 
 Fine-tuning starts from the MIM-pre-trained encoder with the MIM head removed. Official BEiT
 pre-trains with one relative position bias shared by all layers and fine-tunes with one

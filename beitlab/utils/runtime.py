@@ -10,8 +10,8 @@ from mmengine.config import Config, DictAction
 
 from .config_check import check_config_types
 
-__all__ = ['add_runner_args', 'load_config', 'prepare_config', 'shutdown_distributed',
-           'find_free_port']
+__all__ = ['add_runner_args', 'check_config_file', 'load_config', 'prepare_config',
+           'shutdown_distributed', 'find_free_port']
 
 
 def add_runner_args(parser: argparse.ArgumentParser, work_dir_help: str) -> None:
@@ -24,10 +24,19 @@ def add_runner_args(parser: argparse.ArgumentParser, work_dir_help: str) -> None
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
+def check_config_file(path: str) -> None:
+    """Raise ``FileNotFoundError`` naming ``path`` when the config file does not exist."""
+    if not osp.isfile(path):
+        where = '' if osp.isabs(path) else f' (relative to the current directory {os.getcwd()})'
+        raise FileNotFoundError(f'config file {path!r} does not exist{where}; the configs are '
+                                'under configs/ of the repository, e.g. configs/beit/mim_vit-b.py')
+
+
 def load_config(args: argparse.Namespace) -> Config:
     """The config of ``args.config`` with the arguments of :func:`add_runner_args` applied;
     the work dir defaults to ``./work_dirs/<config name>``."""
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    check_config_file(args.config)
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)

@@ -20,11 +20,13 @@ model = dict(
         final_norm=True),
     # DALL-E's 8192-token encoder on the 112 px view (-> 14 x 14 tokens). Weights are not
     # shipped: convert OpenAI's encoder.pkl with tools/model_converters/dalle_to_beitlab.py
-    # and point `checkpoint` at the result.
+    # into `checkpoint` (its docstring has the commands), or pre-train with beitlab's own
+    # 8192-code dVAE instead (configs/beit/mim_vit-b_dvae-8192.py). A missing file stops
+    # training with a message that gives these commands.
     target_generator=dict(
         type='VisualTokenTarget',
         tokenizer=dict(type='DALLEEncoder', vocab_size=8192),
-        checkpoint='checkpoints/dalle_encoder_beitlab.pth'),
+        checkpoint='checkpoints/dalle_encoder.pth'),
     head=dict(type='MIMHead', vocab_size=8192),
     # --imagenet_default_mean_and_std for ImageNet-1k; the tokenizer view stays in [0, 1]
     # (the DALL-E encoder applies its own map_pixels).

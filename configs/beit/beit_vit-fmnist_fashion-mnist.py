@@ -1,4 +1,4 @@
-# BEiT masked image modeling on real Fashion-MNIST images, the shared experiment of
+# BEiT masked image modeling on real Fashion-MNIST images, the Fashion-MNIST experiment of
 # docs/DESIGN.md: ViT (6 layers, 192 dims, 3 heads) on 32 px images with 4 px patches
 # (8 x 8 = 64 patches), abs pos embed + shared relative position bias, layer scale 0.1;
 # targets from the Phase-1 dVAE (32 px input, 4x down -> 8 x 8 tokens). Runs on 2 CPU cores.

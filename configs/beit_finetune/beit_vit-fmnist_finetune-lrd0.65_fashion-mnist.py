@@ -1,8 +1,9 @@
-# Fine-tune the Fashion-MNIST BEiT (docs/DESIGN.md, shared experiment) for classification.
+# Fine-tune the Fashion-MNIST BEiT (the Fashion-MNIST experiment of docs/DESIGN.md)
+# for classification.
 # Recipe = BEiT's ImageNet fine-tuning (layer decay 0.65, AdamW wd 0.05, warmup then cosine,
 # drop path 0.1, Mixup 0.8 / CutMix 1.0, label smoothing 0.1, RandAugment (9, 0.5), random
 # erasing 0.25, mean-pooled features with fc_norm, per-layer relative position bias) at the
-# shared experiment's scale: 32 px images, 4 px patches, 6 layers of 192 dims. As in
+# experiment's scale: 32 px images, 4 px patches, 6 layers of 192 dims. As in
 # pre-training (configs/beit/beit_vit-fmnist_fashion-mnist.py) the 28 px items are zero-padded
 # to 32 px and the crop scale is (0.6, 1) instead of ImageNet's (0.08, 1).
 # The pre-trained backbone is loaded by ImageClassifier.init_weights from `pretrained`

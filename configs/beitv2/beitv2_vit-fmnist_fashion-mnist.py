@@ -1,4 +1,4 @@
-# BEiT v2 (Peng et al., 2022) on real Fashion-MNIST with the shared backbone, data, masking and
+# BEiT v2 (Peng et al., 2022) on real Fashion-MNIST with the same backbone, data, masking and
 # schedule of configs/beit/beit_vit-fmnist_fashion-mnist.py: MIM on the tokens of the VQ-KD
 # tokenizer of configs/vqkd/vqkd_vit-fmnist_fashion-mnist.py (checkpoints/vqkd_fashion-mnist.pth)
 # plus the CLS-token patch aggregation (Sec. 2.3): [CLS of layer 6; patches of layer 4]

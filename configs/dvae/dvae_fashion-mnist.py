@@ -1,6 +1,6 @@
-# The shared Fashion-MNIST experiment, phase 1 (docs/DESIGN.md): a dVAE tokenizer on 32 px
+# The Fashion-MNIST experiment, phase 1 (docs/DESIGN.md): a dVAE tokenizer on 32 px
 # images, 4x downsampling -> 8 x 8 visual tokens (one per 4 px ViT patch), 512 codes.
-# Measured: 22 min on 2 CPU cores shared with other jobs (val PSNR 22.1 dB, usage 1.0);
+# Measured: 22 min on 2 CPU cores at a load average of ~12 (val PSNR 22.1 dB, usage 1.0);
 # about 4 min expected on 2 free cores (0.28 s/iter measured in a plain one-thread loop):
 #   OMP_NUM_THREADS=1 python tools/train.py configs/dvae/dvae_fashion-mnist.py
 _base_ = [

@@ -1,4 +1,4 @@
-# MAE (He et al., 2022) on real Fashion-MNIST with the shared backbone, data and schedule of
+# MAE (He et al., 2022) on real Fashion-MNIST with the same backbone, data and schedule as
 # configs/beit/beit_vit-fmnist_fashion-mnist.py (configs/_base_/mim-variants_fashion-mnist.py).
 # The encoder sees the 16 visible patches of 64 (ratio 0.75, drawn by the algorithm; the
 # pipeline's block mask is unused); a 2-block 128-dim decoder predicts normalised pixels.

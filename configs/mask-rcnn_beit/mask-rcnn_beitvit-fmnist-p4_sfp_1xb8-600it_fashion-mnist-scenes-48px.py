@@ -1,5 +1,5 @@
-# Mask R-CNN on Fashion-MNIST scenes (48 x 48, 1-3 real items each) with the shared
-# Fashion-MNIST BEiT backbone (DESIGN.md: 6 layers, 192 dims, patch 4) loaded from
+# Mask R-CNN on Fashion-MNIST scenes (48 x 48, 1-3 real items each) with the
+# Fashion-MNIST BEiT backbone (docs/DESIGN.md: 6 layers, 192 dims, patch 4) loaded from
 # checkpoints/beit_fashion-mnist.pth. The 12 x 12 patch grid is 1.5x the pre-training grid
 # (8 x 8): position embedding and relative position bias are interpolated on load.
 # Random-init baseline, same budget: --cfg-options model.backbone.init_cfg=None

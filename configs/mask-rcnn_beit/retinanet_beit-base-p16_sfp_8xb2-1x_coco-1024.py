@@ -1,4 +1,4 @@
-# RetinaNet + BEiT-B/16 on COCO 2017, 1x, 1024 x 1024: the spec's detection objective
+# RetinaNet + BEiT-B/16 on COCO 2017, 1x, 1024 x 1024: RetinaNet's detection objective
 # (Focal Loss for classification + Smooth L1 for box regression); boxes only (bbox AP).
 _base_ = [
     '../_base_/mmdet_runtime.py', '../_base_/models/retinanet_beitvit-sfp.py',

@@ -1,4 +1,4 @@
-# MaskFeat (Wei et al., 2022) on real Fashion-MNIST with the shared backbone, data and
+# MaskFeat (Wei et al., 2022) on real Fashion-MNIST with the common backbone, data and
 # schedule (configs/_base_/mim-variants_fashion-mnist.py). HOG scaled to 4 px patches: one
 # 4 px cell per patch (the paper: 2 x 2 cells of 8 px per 16 px patch), 9 unsigned bins,
 # a 4 px Gaussian window (the paper: one 16 px window per patch) -> 3 x 9 = 27 values per

@@ -1,4 +1,4 @@
-# SimMIM (Xie et al., 2022) on real Fashion-MNIST with the shared backbone, data and schedule
+# SimMIM (Xie et al., 2022) on real Fashion-MNIST with the common backbone, data and schedule
 # (configs/_base_/mim-variants_fashion-mnist.py). Masking scaled to 32 px images: 8 px mask
 # squares (2 x 2 patches; the paper's 32 px squares are 2 x 2 Swin / ViT-16 patches) at
 # ratio 0.6; a linear head regresses the raw (normalised-image) pixels, l1 on masked ones.

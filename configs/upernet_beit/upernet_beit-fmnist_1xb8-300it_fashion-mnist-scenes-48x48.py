@@ -1,4 +1,4 @@
-# UPerNet on the Fashion-MNIST BEiT (docs/DESIGN.md shared experiment: 6 layers, 192 dims,
+# UPerNet on the Fashion-MNIST BEiT (the docs/DESIGN.md experiment: 6 layers, 192 dims,
 # 4 px patches, pre-trained at 32 px) for scenes of real Fashion-MNIST items at 48 x 48
 # (12 x 12 patches): the pre-trained shared relative position bias is copied into every
 # layer and interpolated 8x8 -> 12x12 together with the absolute position embedding.

@@ -1,5 +1,6 @@
 """LayerDecayOptimWrapperConstructor: every parameter's group, lr scale and weight decay
-against the rule of the fine-tuning issue, computed here independently of the code."""
+against the rule written out below (layer ids as official ``beit/optim_factory.py``), computed
+here independently of the code."""
 import re
 
 import pytest
@@ -30,9 +31,10 @@ class Wrapped(nn.Module):
 
 
 def expected(name: str, param: torch.Tensor, prefix: str, num_layers: int = 2):
-    """(layer id, lr, weight decay) by the issue's rule, written out by hand: the shared
-    ``rel_pos_bias`` is not an embedding, so it is "everything else" (L + 1), as in official
-    BEiT's ``get_num_layer_for_vit``."""
+    """(layer id, lr, weight decay), written out by hand: the shared ``rel_pos_bias`` is not
+    an embedding, so it is "everything else" (L + 1), as in official BEiT's
+    ``get_num_layer_for_vit``; no weight decay on 1-D parameters, biases, ``pos_embed``,
+    ``cls_token`` and relative position bias tables."""
     local = name[len(prefix):] if name.startswith(prefix) else None
     if local is None:
         layer = num_layers + 1

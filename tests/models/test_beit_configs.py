@@ -87,7 +87,10 @@ def test_tiny_config_trains_two_iterations_and_resumes(tmp_path):
                     '--num-images', '2')
     assert 'masked-token accuracy' in proc.stdout
     img = cv2.imread(str(out))
-    assert img is not None and img.shape[0] == 2 * 32 * 4 + 4    # two rows of 4x panels
+    # a title and column labels above two rows of five 4x panels
+    from tests.tools.test_vis_mim import vis_mim
+    header = vis_mim.draw_header('', vis_mim.COLUMN_LABELS, 32 * 4)
+    assert img is not None and img.shape[:2] == (header.shape[0] + 2 * 32 * 4 + 4, header.shape[1])
 
 
 def test_no_weight_decay_rules_hit_the_intended_parameters():
@@ -116,3 +119,29 @@ def test_fashion_mnist_tokenizer_matches_the_phase1_dvae_config():
     dvae = Config.fromfile(REPO_ROOT / 'configs/dvae/dvae_fashion-mnist.py')
     assert beit.model.target_generator.tokenizer.to_dict() == dvae.model.tokenizer.to_dict()
     assert beit.model.head.vocab_size == dvae.model.tokenizer.vocab_size
+
+
+def test_mim_vit_b_dvae_8192_config_uses_the_tokenizer_of_its_dvae_config():
+    from beitlab.utils.config_check import check_config_types
+    cfg = Config.fromfile(REPO_ROOT / 'configs/beit/mim_vit-b_dvae-8192.py')
+    dvae = Config.fromfile(REPO_ROOT / 'configs/dvae/dvae_8192-112px_imagenet.py')
+    check_config_types(cfg)
+    target = cfg.model.target_generator
+    assert target.type == 'VisualTokenTarget'
+    assert target.tokenizer.to_dict() == dvae.model.tokenizer.to_dict()
+    assert target.checkpoint == 'checkpoints/dvae_8192-112px_imagenet.pth'
+    # the ViT-B recipe is unchanged; the head predicts the dVAE's 8192 codes
+    assert cfg.model.backbone.arch == 'base' and cfg.model.head.vocab_size == 8192
+    # the tokenizer view is scaled to [0, 1] RGB, as the dVAE's training inputs
+    dp, dvae_dp = cfg.model.data_preprocessor, dvae.model.data_preprocessor
+    assert tuple(dp.tok_mean) == tuple(dvae_dp.mean) and tuple(dp.tok_std) == tuple(dvae_dp.std)
+    assert dp.to_rgb and dvae_dp.bgr_to_rgb
+
+    target.checkpoint = None   # random weights: only the shapes are checked
+    model = MODELS.build(cfg.model)
+    assert type(model.target_generator.tokenizer).__name__ == 'DVAE'
+    view = torch.rand(2, 3, 112, 112)   # the 112 px tokenizer view, in [0, 1]
+    tokens = model.target_generator(view, patch_grid=model.backbone.grid)
+    assert tuple(model.backbone.grid) == (14, 14)
+    assert tokens.shape == (2, 14 * 14) and tokens.dtype == torch.int64
+    assert 0 <= int(tokens.min()) and int(tokens.max()) < 8192

@@ -1,4 +1,4 @@
-"""BEiT masked image modeling: head, loss, targets and the algorithm (spec III.C, IV)."""
+"""BEiT masked image modeling: head, loss, targets and the algorithm (BEiT Sec. 2.3)."""
 import copy
 
 import pytest
@@ -20,7 +20,7 @@ TINY_VIT = dict(type='BEiTViT',
 
 
 def reference_mim_loss(feats, target, mask, weight, bias):
-    """Spec IV.C written out: mean over masked patches of -log softmax(H W_p + b_p)[v]."""
+    """BEiT Sec. 2.3, Eq. 1 written out: mean over masked patches of -log softmax(H W_p + b_p)[v]."""
     losses, hits = [], []
     for b in range(feats.shape[0]):
         for i in range(mask.shape[1]):

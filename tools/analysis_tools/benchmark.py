@@ -20,6 +20,7 @@ dataloader workers are separate processes and are not counted in the RSS).
 import argparse
 import json
 import os
+import os.path as osp
 import platform
 import sys
 import time
@@ -32,18 +33,23 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
-from beitlab.engine.hooks.activation_checkpoint_hook import ActivationCheckpointHook
-from beitlab.engine.hooks.channels_last_hook import ChannelsLastHook
-from beitlab.engine.hooks.compile_hook import CompileHook
-from beitlab.registry import HOOKS, MODELS
-from beitlab.utils.benchmark import (
+# The repository root, so that beitlab imports from this checkout.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from beitlab.engine.hooks.activation_checkpoint_hook import ActivationCheckpointHook  # noqa: E402
+from beitlab.engine.hooks.channels_last_hook import ChannelsLastHook  # noqa: E402
+from beitlab.engine.hooks.compile_hook import CompileHook  # noqa: E402
+from beitlab.registry import HOOKS, MODELS  # noqa: E402
+from beitlab.utils.benchmark import (  # noqa: E402
     PhaseResult,
     count_flops,
     format_table,
     measure_matmul_rate,
     time_iterations,
 )
-from beitlab.utils.setup_env import register_all_modules
+from beitlab.utils.cli import run_cli  # noqa: E402
+from beitlab.utils.runtime import check_config_file  # noqa: E402
+from beitlab.utils.setup_env import register_all_modules  # noqa: E402
 
 PHASES = ('data', 'train', 'model', 'target', 'infer')
 
@@ -124,6 +130,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
 
 
 def load_config(args: argparse.Namespace) -> Config:
+    check_config_file(args.config)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -370,4 +377,4 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    run_cli(main)

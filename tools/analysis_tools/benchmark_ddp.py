@@ -28,9 +28,12 @@ from typing import Any, Dict, List, Optional
 
 from mmengine.config import Config, DictAction
 
-from beitlab.utils.runtime import find_free_port
-
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+# beitlab imports from this checkout
+sys.path.insert(0, REPO_ROOT)
+
+from beitlab.utils.cli import run_cli  # noqa: E402
+from beitlab.utils.runtime import check_config_file, find_free_port  # noqa: E402
 
 # mmengine's iteration line, e.g.
 # "Iter(train) [ 7/25]  lr: 1.0e-03  eta: 0:00:10  time: 0.5123  data_time: 0.0101  loss: ..."
@@ -117,6 +120,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     unknown = [name for name in layouts if name not in known]
     if unknown:
         raise ValueError(f'unknown --layouts {unknown}; choose from {sorted(known)}')
+    check_config_file(args.config)
     cfg = Config.fromfile(args.config, import_custom_modules=False)
     # The overrides every run gets, parsed as tools/train.py parses them.
     overrides = argparse.Namespace()
@@ -157,4 +161,4 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

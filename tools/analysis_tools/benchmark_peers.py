@@ -21,6 +21,7 @@ torchvision, which does not install beside the CPU torch 2.13 used here.
 import argparse
 import json
 import os
+import os.path as osp
 import statistics
 import sys
 import time
@@ -31,9 +32,14 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import DefaultScope
 from torch import nn
 
-from beitlab.registry import MODELS
-from beitlab.utils.benchmark import count_flops, measure_matmul_rate, synchronize
-from beitlab.utils.setup_env import register_all_modules
+# The repository root, so that beitlab imports from this checkout.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from beitlab.registry import MODELS  # noqa: E402
+from beitlab.utils.benchmark import count_flops, measure_matmul_rate, synchronize  # noqa: E402
+from beitlab.utils.cli import HintedError, run_cli  # noqa: E402
+from beitlab.utils.runtime import check_config_file  # noqa: E402
+from beitlab.utils.setup_env import register_all_modules  # noqa: E402
 
 DEFAULT_CONFIG = 'configs/beit/mim_vit-b.py'
 
@@ -77,16 +83,20 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+class MissingPackageError(HintedError, ImportError):
+    """An optional package this tool needs is not installed."""
+
+
 def import_transformers():
     try:
         import transformers
         from transformers import BeitConfig, BeitForMaskedImageModeling
     except ImportError as e:
-        sys.exit('benchmark_peers.py needs the optional package `transformers` '
-                 f'({e}). Install it into the environment without touching torch:\n'
-                 '  .venv/bin/pip install --no-deps transformers\n'
-                 '  .venv/bin/pip install huggingface_hub tokenizers safetensors regex\n'
-                 'It is deliberately not part of tools/install.sh.')
+        raise MissingPackageError(
+            f'this tool needs the optional package `transformers` ({e})',
+            ['install it into the environment without touching torch: `.venv/bin/pip install '
+             '--no-deps transformers`, then `.venv/bin/pip install huggingface_hub tokenizers '
+             'safetensors regex` (it is deliberately not part of tools/install.sh)']) from e
     return transformers, BeitConfig, BeitForMaskedImageModeling
 
 
@@ -158,6 +168,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     args = parse_args(argv)
     transformers, _, BeitForMaskedImageModeling = import_transformers()
     register_all_modules()
+    check_config_file(args.config)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -294,4 +305,4 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    run_cli(main)

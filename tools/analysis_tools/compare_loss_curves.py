@@ -14,7 +14,13 @@ import argparse
 import glob
 import json
 import os.path as osp
+import sys
 from typing import Optional
+
+# The repository root, so that beitlab imports from this checkout.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from beitlab.utils.cli import run_cli  # noqa: E402
 
 
 def load_curve(work_dir: str, key: str) -> dict[int, float]:
@@ -63,4 +69,4 @@ def main(argv: Optional[list[str]] = None) -> dict[str, float]:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -39,6 +39,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+# beitlab imports from this checkout
+sys.path.insert(0, REPO)
+
+from beitlab.utils.cli import run_cli  # noqa: E402
+
 FINETUNE_CONFIG = 'configs/beit_finetune/beit_vit-fmnist_finetune-lrd0.65_fashion-mnist.py'
 DVAE_CONFIG = 'configs/dvae/dvae_fashion-mnist.py'
 VQKD_CONFIG = 'configs/vqkd/vqkd_vit-fmnist_fashion-mnist.py'
@@ -53,7 +58,7 @@ _LOCK = threading.Lock()
 
 
 def _label_efficiency():
-    """The fine-tuning engineer's tool, imported for its class-balanced subsets."""
+    """tools/analysis_tools/label_efficiency.py, imported for its class-balanced subsets."""
     path = osp.join(REPO, 'tools', 'analysis_tools', 'label_efficiency.py')
     spec = importlib.util.spec_from_file_location('label_efficiency', path)
     module = importlib.util.module_from_spec(spec)
@@ -353,4 +358,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

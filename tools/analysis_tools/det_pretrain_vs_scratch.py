@@ -24,6 +24,11 @@ import time
 from typing import Dict, List
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+# beitlab imports from this checkout
+sys.path.insert(0, REPO)
+
+from beitlab.utils.cli import run_cli  # noqa: E402
+
 DEFAULT_CONFIG = ('configs/mask-rcnn_beit/'
                   'mask-rcnn_beitvit-fmnist-p4_sfp_1xb8-600it_fashion-mnist-scenes-48px.py')
 AP_KEYS = ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s', 'bbox_mAP_m', 'segm_mAP',
@@ -160,4 +165,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -1,4 +1,4 @@
-"""Label efficiency of BEiT pre-training on real Fashion-MNIST (issue 5, item 8).
+"""Label efficiency of BEiT pre-training on real Fashion-MNIST.
 
 Fine-tunes (a) the beitlab MIM-pre-trained backbone and (b) the same architecture from random
 initialisation on 1 %, 10 % and 100 % of the training labels (class-balanced subsets drawn with
@@ -28,6 +28,11 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+# beitlab imports from this checkout
+sys.path.insert(0, REPO)
+
+from beitlab.utils.cli import run_cli  # noqa: E402
+
 DEFAULT_CONFIG = 'configs/beit_finetune/beit_vit-fmnist_finetune-lrd0.65_fashion-mnist.py'
 
 
@@ -39,7 +44,7 @@ def parse_map(items: List[str], name: str) -> Dict[int, int]:
             k, v = item.split(':')
             out[int(k)] = int(v)
         except ValueError as err:
-            raise SystemExit(f'--{name}: expected SIZE:VALUE items like 600:3, got {item!r}') from err
+            raise ValueError(f'--{name}: expected SIZE:VALUE items like 600:3, got {item!r}') from err
     return out
 
 
@@ -249,14 +254,15 @@ def main() -> None:
     if not args.report_only:
         seeds, iters = parse_map(args.seeds, 'seeds'), parse_map(args.iters, 'iters')
         if 'pretrained' in args.inits and not osp.isfile(args.checkpoint):
-            raise SystemExit(f'pre-trained checkpoint {args.checkpoint!r} does not exist: run '
-                             f'configs/beit/beit_vit-fmnist_fashion-mnist.py first (docs/finetune.md)')
+            raise FileNotFoundError(f'pre-trained checkpoint {args.checkpoint!r} does not exist: '
+                                    'train configs/beit/beit_vit-fmnist_fashion-mnist.py first '
+                                    '(docs/finetune.md)')
         with open(osp.join(args.data_root, 'meta', 'train.txt')) as f:
             lines = [line.strip() for line in f if line.strip()]
         done = {r['key'] for r in results}
         for size in args.sizes:
             if size not in seeds or size not in iters:
-                raise SystemExit(f'label count {size} needs --seeds {size}:N and --iters {size}:I')
+                raise ValueError(f'label count {size} needs --seeds {size}:N and --iters {size}:I')
             for seed in range(seeds[size]):
                 ann = osp.abspath(osp.join(args.work_dir, f'train_n{size}_s{seed}.txt'))
                 with open(ann, 'w') as f:
@@ -273,4 +279,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

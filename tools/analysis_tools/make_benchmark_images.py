@@ -11,10 +11,16 @@ layout ``ImageNetStyleDataset`` reads with ``ann_file=''``. Nothing is downloade
 import argparse
 import os
 import os.path as osp
+import sys
 
 import cv2
 import numpy as np
 import skimage.data
+
+# The repository root, so that beitlab imports from this checkout.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from beitlab.utils.cli import run_cli  # noqa: E402
 
 PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'cat', 'immunohistochemistry',
           'retina', 'skin', 'motorcycle', 'colorwheel')
@@ -62,4 +68,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

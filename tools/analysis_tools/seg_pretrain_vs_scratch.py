@@ -29,6 +29,11 @@ from typing import Dict, List, Optional
 import numpy as np
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+# beitlab imports from this checkout
+sys.path.insert(0, REPO_ROOT)
+
+from beitlab.utils.cli import run_cli  # noqa: E402
+
 DEFAULT_CONFIG = 'configs/upernet_beit/upernet_beit-fmnist_1xb8-300it_fashion-mnist-scenes-48x48.py'
 RUNS = ('pretrained', 'scratch')
 
@@ -177,4 +182,4 @@ def main(argv: Optional[list] = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -16,16 +16,21 @@ Usage::
 import argparse
 import os
 import os.path as osp
+import sys
 from typing import Optional
 
 from PIL import Image
 from tqdm import tqdm
 
-from beitlab.datasets.fashion_mnist_files import (
+# The repository root, so that beitlab imports from this checkout.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from beitlab.datasets.fashion_mnist_files import (  # noqa: E402
     FASHION_MNIST_CLASSES,
     default_fashion_mnist_root,
     load_fashion_mnist,
 )
+from beitlab.utils.cli import run_cli  # noqa: E402
 
 CLASSES = FASHION_MNIST_CLASSES
 SPLITS = ('train', 'val')
@@ -64,4 +69,4 @@ def main(argv: Optional[list] = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

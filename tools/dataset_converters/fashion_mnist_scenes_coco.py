@@ -20,18 +20,23 @@ import argparse
 import json
 import os
 import os.path as osp
+import sys
 from typing import Dict, List, Tuple
 
 import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from beitlab.datasets.scenes import (
+# The repository root, so that beitlab imports from this checkout.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from beitlab.datasets.scenes import (  # noqa: E402
     FASHION_MNIST_CLASSES,
     compose_scene,
     default_fashion_mnist_root,
     load_fashion_mnist,
 )
+from beitlab.utils.cli import run_cli  # noqa: E402
 
 
 def encode_mask(mask: np.ndarray) -> Dict:
@@ -93,4 +98,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -18,17 +18,22 @@ Usage::
 import argparse
 import os
 import os.path as osp
+import sys
 from typing import Optional, Tuple
 
 import numpy as np
 from PIL import Image
 
-from beitlab.datasets.scenes import (
+# The repository root, so that beitlab imports from this checkout.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from beitlab.datasets.scenes import (  # noqa: E402
     FASHION_MNIST_CLASSES,
     compose_scene,
     default_fashion_mnist_root,
     load_fashion_mnist,
 )
+from beitlab.utils.cli import run_cli  # noqa: E402
 
 SEG_CLASSES = ('background', ) + FASHION_MNIST_CLASSES
 
@@ -88,4 +93,4 @@ def main(argv: Optional[list] = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -3,9 +3,15 @@
     python tools/misc/list_registry.py [--registry models]
 """
 import argparse
+import os.path as osp
+import sys
 
-from beitlab.registry import ALL_REGISTRIES
-from beitlab.utils import register_all_modules
+# The repository root, so that beitlab imports from this checkout.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from beitlab.registry import ALL_REGISTRIES  # noqa: E402
+from beitlab.utils import register_all_modules  # noqa: E402
+from beitlab.utils.cli import run_cli  # noqa: E402
 
 
 def main() -> None:
@@ -26,4 +32,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -12,13 +12,18 @@ are dropped (rebuilt). Files are read with ``weights_only=True``. The mapping li
 :mod:`beitlab.utils.pretrained`.
 """
 import argparse
+import os.path as osp
 import sys
 from typing import List, Optional
 
 import torch
 
-from beitlab.utils.checkpoint import install_safe_checkpoint_loading, safe_torch_load
-from beitlab.utils.pretrained import beitlab_classifier_to_official, official_classifier_to_beitlab
+# The repository root, so that beitlab imports from this checkout.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from beitlab.utils.checkpoint import install_safe_checkpoint_loading, safe_torch_load  # noqa: E402
+from beitlab.utils.cli import run_cli  # noqa: E402
+from beitlab.utils.pretrained import beitlab_classifier_to_official, official_classifier_to_beitlab  # noqa: E402
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -42,4 +47,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)

@@ -6,14 +6,19 @@
 Official ``{'model': {...}}`` -> beitlab ``{'state_dict': {...}, 'meta': {...}}``:
 backbone names get the ``backbone.`` prefix, ``lm_head.*`` becomes ``head.fc.*`` and the
 ``relative_position_index`` buffers are dropped (beitlab rebuilds them). Unknown or
-missing keys are an error that names them. The logic lives in
+missing keys are an error (``CheckpointKeyError``) that names them. The logic lives in
 :mod:`beitlab.utils.official_checkpoint`.
 """
 import argparse
+import os.path as osp
 import sys
 from typing import List, Optional
 
-from beitlab.utils.official_checkpoint import CheckpointKeyError, convert_official_file
+# The repository root, so that beitlab imports from this checkout.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from beitlab.utils.cli import run_cli  # noqa: E402
+from beitlab.utils.official_checkpoint import convert_official_file  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -29,11 +34,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    try:
-        meta = convert_official_file(args.src, args.dst, args.allow_missing, args.allow_unknown)
-    except CheckpointKeyError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
+    meta = convert_official_file(args.src, args.dst, args.allow_missing, args.allow_unknown)
     print(f'wrote {args.dst}: backbone {meta["backbone"]}, vocab_size {meta["vocab_size"]}')
     if meta['dropped_unknown_keys']:
         print(f'dropped unknown keys: {meta["dropped_unknown_keys"]}')
@@ -41,4 +42,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)

@@ -10,12 +10,16 @@ frozen tokenizer ``target_generator.`` and ``data_preprocessor.``) are skipped; 
 unknown key, and any missing BEiT parameter, is an error that names it.
 """
 import argparse
+import os.path as osp
 import sys
 from typing import List, Optional
 
-from beitlab.utils.official_checkpoint import (
+# The repository root, so that beitlab imports from this checkout.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from beitlab.utils.cli import run_cli  # noqa: E402
+from beitlab.utils.official_checkpoint import (  # noqa: E402
     DEFAULT_EXPORT_IGNORED_PREFIXES,
-    CheckpointKeyError,
     export_official_file,
 )
 
@@ -38,15 +42,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     prefixes = tuple(args.ignore_prefix) if args.ignore_prefix else DEFAULT_EXPORT_IGNORED_PREFIXES
-    try:
-        keys = export_official_file(args.src, args.dst, not args.no_index, args.allow_missing,
-                                    args.allow_unknown, prefixes)
-    except CheckpointKeyError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
+    keys = export_official_file(args.src, args.dst, not args.no_index, args.allow_missing,
+                                args.allow_unknown, prefixes)
     print(f'wrote {args.dst}: {len(keys)} tensors')
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)

@@ -11,7 +11,11 @@ torch.save(enc.state_dict(), 'dalle_encoder_sd.pth')"
 then convert (this tool only ever loads with ``weights_only=True``)::
 
     python tools/model_converters/dalle_to_beitlab.py dalle_encoder_sd.pth \
-        checkpoints/dalle_encoder_beitlab.pth
+        checkpoints/dalle_encoder.pth
+
+``checkpoints/dalle_encoder.pth`` is where the DALL-E BEiT configs (``configs/beit/mim_vit-b.py``,
+``mim_vit-l.py``, ``mim_vit-b_bf16-fast.py``; key ``model.target_generator.checkpoint``) look
+for the converted encoder.
 
 Name mapping::
 
@@ -21,11 +25,20 @@ Name mapping::
     blocks.output.conv.{w,b}                         -> head.{weight,bias}
 """
 import argparse
+import os
+import os.path as osp
 import re
+import sys
 from collections import OrderedDict
 from typing import Dict, Optional
 
 import torch
+
+# The repository root, so that beitlab imports from this checkout.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from beitlab.utils.checkpoint import safe_torch_load  # noqa: E402
+from beitlab.utils.cli import run_cli  # noqa: E402
 
 PATTERNS = (
     (re.compile(r'^blocks\.input\.([wb])$'), 'stem.{0}'),
@@ -66,11 +79,16 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument('src', help='dall_e Encoder state dict (torch.save of state_dict())')
     parser.add_argument('dst', help='output file for DALLEEncoder(checkpoint=...)')
     args = parser.parse_args(argv)
-    ckpt = torch.load(args.src, map_location='cpu', weights_only=True)
-    state_dict = ckpt.get('state_dict', ckpt)
+    ckpt = safe_torch_load(args.src)
+    state_dict = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state_dict, dict):
+        raise ValueError(f'{args.src!r} holds a {type(ckpt).__name__}, not a state dict; save '
+                         'the dall_e Encoder\'s state_dict() as shown in this tool\'s docstring')
     converted = convert_dalle_encoder(state_dict)
     vocab = converted['head.weight'].shape[0]
     hidden = converted['stem.weight'].shape[0]
+    if osp.dirname(args.dst):
+        os.makedirs(osp.dirname(args.dst), exist_ok=True)
     torch.save(dict(state_dict=converted,
                     meta=dict(source=args.src, tokenizer=dict(
                         type='DALLEEncoder', vocab_size=vocab, hidden_channels=hidden))),
@@ -80,4 +98,4 @@ def main(argv: Optional[list] = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -13,11 +13,16 @@ Use it as ``dict(type='DVAE', ..., checkpoint='checkpoints/dvae_fashion-mnist.pt
 import argparse
 import os
 import os.path as osp
+import sys
 from typing import Optional
 
 import torch
 
-from beitlab.models.tokenizers.utils import load_tokenizer_state_dict
+# The repository root, so that beitlab imports from this checkout.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from beitlab.models.tokenizers.utils import load_tokenizer_state_dict  # noqa: E402
+from beitlab.utils.cli import run_cli  # noqa: E402
 
 
 def main(argv: Optional[list] = None) -> None:
@@ -39,4 +44,4 @@ def main(argv: Optional[list] = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -10,11 +10,16 @@ without any allow-list. The frozen tokenizer is never part of a BEiT state dict.
 import argparse
 import os
 import os.path as osp
+import sys
 from typing import Optional, Sequence
 
 import torch
 
-from beitlab.utils import install_safe_checkpoint_loading, safe_torch_load
+# The repository root, so that beitlab imports from this checkout.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from beitlab.utils import install_safe_checkpoint_loading, safe_torch_load  # noqa: E402
+from beitlab.utils.cli import run_cli  # noqa: E402
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -38,4 +43,4 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -9,6 +9,7 @@ cell shows the original (left) and the reconstruction (right).
 import argparse
 import os
 import os.path as osp
+import sys
 from typing import Optional
 
 import mmcv
@@ -17,9 +18,14 @@ from mmengine.config import Config, DictAction
 from mmengine.dataset import pseudo_collate
 from mmengine.runner import load_checkpoint
 
-from beitlab.registry import DATASETS, MODELS
-from beitlab.utils import install_safe_checkpoint_loading, register_all_modules
-from beitlab.visualization.reconstruction_grid import reconstruction_grid
+# The repository root, so that beitlab imports from this checkout.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from beitlab.registry import DATASETS, MODELS  # noqa: E402
+from beitlab.utils import install_safe_checkpoint_loading, register_all_modules  # noqa: E402
+from beitlab.utils.cli import run_cli  # noqa: E402
+from beitlab.utils.runtime import check_config_file  # noqa: E402
+from beitlab.visualization.reconstruction_grid import reconstruction_grid  # noqa: E402
 
 
 def main(argv: Optional[list] = None) -> None:
@@ -36,6 +42,7 @@ def main(argv: Optional[list] = None) -> None:
 
     register_all_modules(init_default_scope=True)
     install_safe_checkpoint_loading()
+    check_config_file(args.config)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -55,4 +62,4 @@ def main(argv: Optional[list] = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -13,7 +13,7 @@ def _adjust_hue(img: np.ndarray, hue_factor: float) -> np.ndarray:
     """Rotate the hue of a BGR uint8 image by ``hue_factor`` turns (in [-0.5, 0.5]).
 
     Integer arithmetic on OpenCV's 0..179 hue channel; ``mmcv.adjust_hue`` is not used
-    because it overflows on numpy 2 for negative factors (STACK.md trap 2).
+    because it overflows on numpy 2 for negative factors (``np.uint8`` of a negative value).
     """
     hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
     shift = int(round(hue_factor * 180))

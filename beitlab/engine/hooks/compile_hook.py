@@ -1,10 +1,9 @@
 """Compile a submodule of the model with ``torch.compile`` before training (opt-in).
 
-Used by the performance work (``docs/performance.md``): ``custom_hooks =
-[dict(type='CompileHook', target='backbone.blocks')]`` compiles each Transformer block in place
-(``nn.Module.compile``), so state-dict keys, checkpoints and DDP wrapping are
-unchanged. Keep it off unless the benchmark shows a gain on the machine at hand:
-the first iterations pay the compilation.
+``custom_hooks = [dict(type='CompileHook', target='backbone.blocks')]`` compiles each
+Transformer block in place (``nn.Module.compile``), so state-dict keys, checkpoints and DDP
+wrapping are unchanged (measurements in ``docs/performance.md``). Keep it off unless the
+benchmark shows a gain on the machine at hand: the first iterations pay the compilation.
 """
 from typing import Optional
 

@@ -1,4 +1,4 @@
-"""Top-k classification accuracy (spec VI.B.1).
+"""Top-k classification accuracy (the ImageNet metric of BEiT Sec. 3.1).
 
 ``Top-k Acc = #{samples whose true class is among the k highest scores} / #samples``.
 

@@ -1,4 +1,4 @@
-"""BEiT: BERT pre-training of image transformers (Bao et al., 2021; method spec Sec. III-IV).
+"""BEiT: BERT pre-training of image transformers (Bao et al., 2021, Sec. 2.2-2.3).
 
 The corrupted image (masked patches replaced by ``[MASK]``) goes through the ViT; the MIM
 head predicts, for each masked patch, the visual token a frozen tokenizer gives that patch.
@@ -17,7 +17,7 @@ __all__ = ['BEiT']
 
 @MODELS.register_module()
 class BEiT(BaseModel):
-    """Masked image modeling with visual tokens (spec IV.D, Phase 2).
+    """Masked image modeling with visual tokens (BEiT Sec. 2.3; the second stage of Sec. 2.4).
 
     Args:
         backbone: MODELS config or module (``BEiTViT`` with ``final_norm=True``); called as
@@ -61,7 +61,7 @@ class BEiT(BaseModel):
         return self.backbone.forward_features(img, mask)
 
     def loss(self, inputs: list[Tensor], data_samples: list[BaseDataElement]) -> dict[str, Tensor]:
-        """MIM loss (spec IV.C): CE of the head on the masked patches against the tokens."""
+        """MIM loss (BEiT Sec. 2.3, Eq. 1): CE of the head on the masked patches against the tokens."""
         img_vit, img_tok = inputs
         mask = self._stack_masks(data_samples, img_vit.device)          # [B, h, w]
         target = self.target_generator(img_tok, patch_grid=mask.shape[-2:])  # [B, N] int64

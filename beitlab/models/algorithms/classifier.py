@@ -1,4 +1,4 @@
-"""Image classifier for fine-tuning a (pre-trained) BEiT backbone (spec V.A)."""
+"""Image classifier for fine-tuning a (pre-trained) BEiT backbone (BEiT Sec. 2.6)."""
 from typing import List, Optional, Sequence, Union
 
 from mmengine.model import BaseModel
@@ -12,7 +12,7 @@ __all__ = ['ImageClassifier']
 
 @MODELS.register_module()
 class ImageClassifier(BaseModel):
-    """Backbone + classification head (spec V.A: the MIM head is replaced by a linear head).
+    """Backbone + classification head (BEiT Sec. 2.6: the MIM head is replaced by a linear head).
 
     Args:
         backbone: config or module; must return a tuple whose last entry is ``[B, D]``

@@ -1,4 +1,4 @@
-"""Train a visual tokenizer (the dVAE of Sec. II.B.3 of the method spec) with the Runner."""
+"""Train a visual tokenizer (the dVAE of BEiT Sec. 2.1.2) with the Runner."""
 from typing import Dict, List, Optional, Union
 
 import torch

@@ -1,5 +1,5 @@
 """BEiT vision Transformer backbone (Bao et al., 2021, "BEiT: BERT Pre-Training of Image
-Transformers", Sec. 2.2 and 2.5; spec ``beit-method.md`` Sec. III).
+Transformers", Sec. 2.2 and 2.5).
 
 Patch embedding, ``[MASK]`` replacement of masked patches, CLS token, absolute and/or
 relative position bias, pre-LayerNorm blocks with layer scale and stochastic depth.
@@ -53,7 +53,7 @@ class DropPath(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    """Non-overlapping P x P patches, linearly projected by a strided conv (spec III.A.1)."""
+    """Non-overlapping P x P patches, linearly projected by a strided conv (BEiT Sec. 2.1.1, 2.2)."""
 
     def __init__(self, in_channels: int, embed_dims: int, patch_size: int) -> None:
         super().__init__()
@@ -66,7 +66,7 @@ class PatchEmbed(nn.Module):
 
 
 class Mlp(nn.Module):
-    """FFN(Y) = GELU(Y W1 + b1) W2 + b2 (spec III.B.2)."""
+    """FFN(Y) = GELU(Y W1 + b1) W2 + b2 (the Transformer FFN of BEiT Sec. 2.2; official ``Mlp``)."""
 
     def __init__(self, embed_dims: int, feedforward_channels: int, drop: float = 0.) -> None:
         super().__init__()
@@ -81,7 +81,7 @@ class Mlp(nn.Module):
 
 class BEiTAttention(nn.Module):
     """Multi-head self-attention with q/v biases (no k bias) and an optional own relative
-    position bias table (spec III.B.1; BEiT Sec. 2.5).
+    position bias table (BEiT Sec. 2.2, 2.5).
 
     Args:
         embed_dims: D.
@@ -212,7 +212,7 @@ class BEiTBlock(nn.Module):
 @MODELS.register_module()
 class BEiTViT(BaseModule):
     """BEiT ViT encoder: ``H_0 = [E_CLS; E'_1..E'_N] + E_pos`` with ``E'_i = E_[MASK]`` for
-    masked patches, then L pre-LN layers (BEiT Sec. 2.2, 2.5; spec III.A-B).
+    masked patches, then L pre-LN layers (BEiT Sec. 2.2, 2.3, 2.5).
 
     Args:
         arch: ``'tiny' | 'small' | 'base' | 'large'`` or a dict with ``embed_dims``,
@@ -457,7 +457,7 @@ class BEiTViT(BaseModule):
         return mask.bool()
 
     def embed(self, x: Tensor, mask: Optional[Tensor] = None) -> Tuple[Tensor, Tuple[int, int]]:
-        """Input sequence H_0 (spec III.A.4).
+        """Input sequence H_0 (BEiT Sec. 2.2; masked patches as in Sec. 2.3).
 
         Args:
             x: ``[B, C, H, W]``.

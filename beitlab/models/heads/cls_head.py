@@ -1,8 +1,9 @@
-"""Linear classification head for fine-tuning (spec V.B.1).
+"""Linear classification head for fine-tuning (BEiT Sec. 2.6).
 
 ``logits = H_L W_task + b_task`` where ``H_L`` is the backbone's CLS output
-(``out_type='cls_token'``, the paper) or the mean of the patch tokens after ``fc_norm``
-(``out_type='avg_featmap'``, official BEiT fine-tuning). The weight is truncated-normal
+(``out_type='cls_token'``) or the mean of the patch tokens after ``fc_norm``
+(``out_type='avg_featmap'``: the average pooling of BEiT Sec. 2.6, official
+``use_mean_pooling``). The weight is truncated-normal
 (std 0.02) and then, as official BEiT's ``init_scale``, weight and bias are multiplied by
 0.001 so that fine-tuning starts from nearly uniform predictions.
 """

@@ -1,4 +1,4 @@
-"""The masked-image-modeling head of BEiT (Sec. III.C and IV.C of the method spec).
+"""The masked-image-modeling head of BEiT (Bao et al., 2021, Sec. 2.3).
 
 ``logits_i = H_L^i W_p + b_p`` for the masked patches i only, and
 ``L_MIM = CE(logits_i, v_i)`` averaged over every masked patch of the batch, as official

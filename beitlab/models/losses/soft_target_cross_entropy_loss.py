@@ -1,7 +1,7 @@
 """Cross-entropy against soft targets, with optional label smoothing.
 
 The fine-tuning loss of BEiT (Bao et al., 2021, Sec. 3.1 / App. "fine-tuning"): standard
-cross-entropy (spec V.B.2) with label smoothing 0.1, and against the mixed soft
+cross-entropy with label smoothing 0.1, and against the mixed soft
 targets that Mixup/CutMix produce.
 """
 import torch
@@ -37,7 +37,7 @@ def smooth_targets(target: Tensor, num_classes: int, label_smoothing: float) -> 
 
 @MODELS.register_module()
 class SoftTargetCrossEntropyLoss(nn.Module):
-    """``-sum_c y_c log softmax(logits)_c`` averaged over the batch (spec V.B.2).
+    """``-sum_c y_c log softmax(logits)_c`` averaged over the batch.
 
     Args:
         label_smoothing: eps of ``y = (1 - eps) y + eps / C`` (0.1 in BEiT fine-tuning).

@@ -1,17 +1,23 @@
-"""Visual-token targets of BEiT (Sec. 2.2 and IV.D.2 of the method spec).
+"""Visual-token targets of BEiT (Bao et al. 2021, arXiv 2106.08254, Sec. 2.1.2 visual
+tokens and Sec. 2.3 masked image modeling; official code ``beit/modeling_pretrain.py``).
 
 A frozen tokenizer maps the tokenizer view of each image to one token id per ViT patch;
 the MIM head learns to predict the ids of the masked patches.
 """
+import os.path as osp
 from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
+from beitlab.models.tokenizers.base import missing_checkpoint_error
 from beitlab.models.tokenizers.utils import check_token_grid
 from beitlab.registry import TARGET_GENERATORS, TOKENIZERS
 
 __all__ = ['VisualTokenTarget']
+
+# Where BEiT configs hold this module: the key named when its checkpoint is missing.
+CONFIG_KEY = 'model.target_generator'
 
 
 @TARGET_GENERATORS.register_module()
@@ -24,7 +30,11 @@ class VisualTokenTarget(nn.Module):
     called with, and tokens are computed under ``torch.no_grad``.
 
     The tokenizer's weights are NOT part of this module's state dict (they come from their
-    own checkpoint), so BEiT checkpoints hold only ``backbone.*`` and ``head.*``.
+    own checkpoint), so BEiT checkpoints hold only ``backbone.*`` and ``head.*``. A
+    checkpoint file that does not exist raises
+    :class:`~beitlab.models.tokenizers.base.TokenizerCheckpointNotFoundError` before the
+    tokenizer is built; it names the path, the config key
+    (``model.target_generator.checkpoint``) and how to make the file.
 
     Args:
         tokenizer: TOKENIZERS config or module exposing ``vocab_size`` and
@@ -42,6 +52,9 @@ class VisualTokenTarget(nn.Module):
                 tokenizer['checkpoint'] = checkpoint
             if bf16:
                 tokenizer['bf16'] = True
+            key = f'{CONFIG_KEY}.checkpoint' if checkpoint is not None \
+                else f'{CONFIG_KEY}.tokenizer.checkpoint'
+            self._check_checkpoint(tokenizer, key)
             tokenizer = TOKENIZERS.build(tokenizer)
         elif checkpoint is not None:
             raise ValueError('VisualTokenTarget: give checkpoint only with a tokenizer config; '
@@ -60,6 +73,18 @@ class VisualTokenTarget(nn.Module):
         self.tokenizer.eval()
         self._register_state_dict_hook(self._drop_tokenizer_keys)
         self.register_load_state_dict_post_hook(self._ignore_missing_tokenizer_keys)
+
+    @staticmethod
+    def _check_checkpoint(tokenizer_cfg: dict, config_key: str) -> None:
+        """Raise the tokenizer's missing-checkpoint error (with the ways to make the file)
+        before building it, naming ``config_key``."""
+        path = tokenizer_cfg.get('checkpoint')
+        if path is None or osp.isfile(osp.expanduser(str(path))):
+            return
+        cls = tokenizer_cfg.get('type')
+        if isinstance(cls, str):
+            cls = TOKENIZERS.get(cls) or cls
+        raise missing_checkpoint_error(cls, path, config_key)
 
     @property
     def vocab_size(self) -> int:

@@ -1,6 +1,6 @@
 """DALL-E-compatible tokenizer: the architecture of OpenAI's released dVAE encoder.
 
-The official BEiT (Sec. 2.2 of the BEiT paper; Sec. II.B of the method spec) took its visual
+The official BEiT (Sec. 2.1.2 of the BEiT paper) took its visual
 tokens from the DALL-E dVAE: the 112 px tokenizer view, scaled by ``map_pixels``, goes through
 the encoder and each position's token is the argmax of its 8192 logits (14 x 14 tokens).
 Converted weights (``tools/model_converters/dalle_to_beitlab.py``) give the same ids.

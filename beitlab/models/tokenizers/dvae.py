@@ -1,5 +1,5 @@
-"""The seed's dVAE tokenizer (Sec. II.B of the method spec): conv encoder, nearest-neighbour
-quantizer over an ``nn.Embedding`` codebook, deconv decoder, trained with
+"""A trainable dVAE tokenizer (BEiT Sec. 2.1.2, trained VQ-VAE style): conv encoder,
+nearest-neighbour quantizer over an ``nn.Embedding`` codebook, deconv decoder, trained with
 ``||x - D(Q(E(x)))||^2 + ||sg[E(x)] - Q(E(x))||^2 + beta ||E(x) - sg[Q(E(x))]||^2``.
 """
 import math

@@ -1,4 +1,4 @@
-"""Nearest-neighbour vector quantizer of the dVAE (Sec. II.B.2-3 of the method spec).
+"""Nearest-neighbour vector quantizer of the dVAE (BEiT Sec. 2.1.2; VQ-VAE, van den Oord et al., 2017).
 
 ``z_q = c_k, k = argmin_j ||z_e - c_j||_2`` over a codebook held in ``nn.Embedding``;
 loss terms ``||sg[z_e] - z_q||^2`` (codebook) and ``beta * ||z_e - sg[z_q]||^2``

@@ -11,7 +11,7 @@ __all__ = ['check_token_grid', 'check_vocab_size', 'load_tokenizer_state_dict']
 def check_token_grid(tokens_grid: Sequence[int], patch_grid: Sequence[int]) -> None:
     """Raise ``ValueError`` unless the token grid equals the ViT patch grid.
 
-    BEiT predicts one visual token per image patch (Sec. II.B.4 of the method spec), so the
+    BEiT predicts one visual token per image patch (Bao et al., 2021, Sec. 2.1), so the
     tokenizer view (e.g. 112 px with 8x downsampling -> 14 x 14) must give exactly the ViT's
     patch grid (e.g. 224 px with 16 px patches -> 14 x 14).
 

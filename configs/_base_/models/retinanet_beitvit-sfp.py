@@ -1,4 +1,4 @@
-# RetinaNet (Lin et al., 2017) over a BEiT ViT-B/16 at 1024 x 1024: the spec's detection loss,
+# RetinaNet (Lin et al., 2017) over a BEiT ViT-B/16 at 1024 x 1024: the one-stage detection loss,
 # Focal Loss for the classes + Smooth L1 for the boxes, on the ViTDet simple feature pyramid
 # (strides 8..128: the x0.5 level and two max-pooled extra levels).
 model = dict(
