@@ -21,6 +21,7 @@ setup(
         'mmengine>=0.10.0',
         'mmcv>=2.0.0,<2.2.0',
         'numpy',
+        'scipy',
         'pillow',
         'tqdm',
     ],
