@@ -27,6 +27,8 @@ tokenizer = dict(
                  use_shared_rel_pos_bias=True, layer_scale_init_value=0.1),
     teacher_checkpoint='checkpoints/beit_fashion-mnist.pth', teacher_prefix='backbone.',
     vocab_size=vocab_size, embed_dim=32, beta=1.0, ema_decay=0.99,
+    # dead-code restart: a beitlab addition for this small dataset (official VQ-KD
+    # restarts no codes); the codebook update is the official norm-EMA rule
     quantizer=dict(restart_unused_after=50),
     img_mean=fmnist_mean, img_std=fmnist_std,
     teacher_mean=fmnist_mean, teacher_std=fmnist_std)

@@ -46,8 +46,14 @@ class VectorQuantizer(nn.Module):
         embedding_dim: code dimension D.
         beta: commitment weight.
         ema_decay: if set (e.g. 0.99), the codebook follows an exponential moving average of
-            the encoder outputs assigned to each code (VQ-VAE, App. A.1) instead of the
-            codebook loss; the codebook then gets no gradient.
+            the encoder outputs assigned to each code instead of the codebook loss; the
+            codebook then gets no gradient. How, is ``ema_rule``.
+        ema_rule: ``'running_sum'`` (VQ-VAE, App. A.1): running sums of the assigned vectors
+            and of the cluster sizes (Laplace-smoothed), the code is their ratio.
+            ``'norm_ema'`` (BEiT v2's VQ-KD, official ``beit2/norm_ema_quantizer.py``): each
+            code used in the step becomes ``l2norm(decay * code + (1 - decay) *
+            l2norm(mean of its assigned vectors))``; unused codes stay as they are; needs
+            ``l2_normalize``.
         restart_unused_after: if set, a code unused for that many training steps is
             re-seeded with a random encoder output of the current batch (dead-code restart).
         l2_normalize: compare and quantize l2-normalised vectors (cosine nearest neighbour).
@@ -56,8 +62,16 @@ class VectorQuantizer(nn.Module):
 
     def __init__(self, num_embeddings: int, embedding_dim: int, beta: float = 0.25,
                  ema_decay: Optional[float] = None, restart_unused_after: Optional[int] = None,
-                 l2_normalize: bool = False, ema_eps: float = 1e-5) -> None:
+                 l2_normalize: bool = False, ema_eps: float = 1e-5,
+                 ema_rule: str = 'running_sum') -> None:
         super().__init__()
+        if ema_rule not in ('running_sum', 'norm_ema'):
+            raise ValueError(f"VectorQuantizer ema_rule {ema_rule!r}: expected 'running_sum' "
+                             f"or 'norm_ema'")
+        if ema_rule == 'norm_ema' and not l2_normalize:
+            raise ValueError("VectorQuantizer ema_rule='norm_ema' keeps unit-length codes and "
+                             "needs l2_normalize=True")
+        self.ema_rule = ema_rule
         self.num_embeddings = num_embeddings
         self.embedding_dim = embedding_dim
         self.beta = beta
@@ -74,8 +88,10 @@ class VectorQuantizer(nn.Module):
         self.register_buffer('steps_unused', torch.zeros(num_embeddings, dtype=torch.long))
         if ema_decay is not None:
             self.embedding.weight.requires_grad_(False)
+            # the running code usage (a statistic under 'norm_ema', as official)
             self.register_buffer('ema_cluster_size', torch.zeros(num_embeddings))
-            self.register_buffer('ema_embed_sum', self.embedding.weight.detach().clone())
+            if ema_rule == 'running_sum':
+                self.register_buffer('ema_embed_sum', self.embedding.weight.detach().clone())
 
     @torch.no_grad()
     def _normalize_codebook(self) -> None:
@@ -119,7 +135,9 @@ class VectorQuantizer(nn.Module):
         counts = torch.bincount(indices, minlength=self.num_embeddings)
         if self.training:
             counts_all = _all_reduce_sum(counts.clone())
-            if self.ema_decay is not None:
+            if self.ema_decay is not None and self.ema_rule == 'norm_ema':
+                self._norm_ema_update(flat.detach(), indices, counts_all)
+            elif self.ema_decay is not None:
                 self._ema_update(flat.detach(), indices, counts_all)
             if self.restart_unused_after is not None:
                 self._restart_dead_codes(flat.detach(), counts_all)
@@ -146,6 +164,19 @@ class VectorQuantizer(nn.Module):
             self._normalize_codebook()
 
     @torch.no_grad()
+    def _norm_ema_update(self, flat: torch.Tensor, indices: torch.Tensor,
+                         counts_all: torch.Tensor) -> None:
+        """BEiT v2's rule: ``flat: [M, D]`` unit vectors, ``counts_all: [K]`` over all ranks."""
+        decay = self.ema_decay
+        embed_sum = torch.zeros_like(self.embedding.weight).index_add_(0, indices, flat)
+        _all_reduce_sum(embed_sum)
+        self.ema_cluster_size.mul_(decay).add_(counts_all.float(), alpha=1 - decay)
+        used = counts_all > 0
+        means = F.normalize(embed_sum[used] / counts_all[used, None].to(embed_sum.dtype), dim=1)
+        weight = self.embedding.weight.data
+        weight[used] = F.normalize(decay * weight[used] + (1 - decay) * means, dim=1)
+
+    @torch.no_grad()
     def _restart_dead_codes(self, flat: torch.Tensor, counts_all: torch.Tensor) -> None:
         self.steps_unused.add_(1).masked_fill_(counts_all > 0, 0)
         dead = (self.steps_unused >= self.restart_unused_after).nonzero().flatten()
@@ -159,10 +190,11 @@ class VectorQuantizer(nn.Module):
         self.steps_unused[dead] = 0
         if self.ema_decay is not None:
             self.ema_cluster_size[dead] = 1.0
+        if self.ema_decay is not None and self.ema_rule == 'running_sum':
             self.ema_embed_sum[dead] = new_codes
 
     def extra_repr(self) -> str:
         return (f'num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}, '
-                f'beta={self.beta}, ema_decay={self.ema_decay}, '
+                f'beta={self.beta}, ema_decay={self.ema_decay}, ema_rule={self.ema_rule!r}, '
                 f'restart_unused_after={self.restart_unused_after}, '
                 f'l2_normalize={self.l2_normalize}')

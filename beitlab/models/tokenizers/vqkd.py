@@ -93,8 +93,10 @@ class VQKD(FrozenNetworkMixin, BaseTokenizer):
         D = self.encoder.embed_dims
         self.grid = self.encoder.grid
         self.encode_task_layer = _task_layer(D, embed_dim)
+        # official VQ-KD codebook update (beit2/norm_ema_quantizer.py) unless overridden
+        quantizer = dict(dict(ema_rule='norm_ema'), **(quantizer or {}))
         self.quantizer = VectorQuantizer(vocab_size, embed_dim, beta=beta, ema_decay=ema_decay,
-                                         l2_normalize=True, **(quantizer or {}))
+                                         l2_normalize=True, **quantizer)
         if decoder is None:
             decoder = dict(arch=dict(embed_dims=D, num_layers=1, num_heads=self.encoder.num_heads,
                                      feedforward_channels=self.encoder.feedforward_channels))

@@ -104,3 +104,53 @@ def test_dead_code_restart_reseeds_from_encoder_outputs():
     for code in vq.embedding.weight[1:]:
         assert ((flat - code).abs().sum(1) < 1e-6).any()
     assert vq.steps_unused.tolist() == [0] * 8
+
+
+def official_norm_ema_step(weight: torch.Tensor, z: torch.Tensor, decay: float) -> torch.Tensor:
+    """One training step of BEiT v2's NormEMAVectorQuantizer codebook, written out from the
+    official ``beit2/norm_ema_quantizer.py`` (one process): ``z: [M, D]`` encoder outputs."""
+    z = torch.nn.functional.normalize(z, dim=-1)
+    d = z.pow(2).sum(1, keepdim=True) + weight.pow(2).sum(1) - 2 * z @ weight.t()
+    encodings = torch.nn.functional.one_hot(d.argmin(1), weight.shape[0]).to(z.dtype)
+    bins = encodings.sum(0)
+    zero_mask = bins == 0
+    bins = bins.masked_fill(zero_mask, 1.)
+    embed_normalized = torch.nn.functional.normalize((z.t() @ encodings / bins[None]).t(), dim=-1)
+    embed_normalized = torch.where(zero_mask[:, None], weight, embed_normalized)
+    return torch.nn.functional.normalize(weight * decay + embed_normalized * (1 - decay), dim=-1)
+
+
+def test_norm_ema_rule_equals_the_official_vqkd_update_over_several_steps():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(16, 8, beta=1.0, ema_decay=0.9, l2_normalize=True,
+                         ema_rule='norm_ema').train()
+    reference = vq.embedding.weight.detach().clone()
+    for step in range(6):
+        z_e = torch.randn(2, 8, 4, 4) + step * 0.1
+        out = vq(z_e)
+        expected_ids = (torch.nn.functional.normalize(z_e.permute(0, 2, 3, 1).reshape(-1, 8), dim=1)
+                        @ reference.t()).argmax(1)
+        assert torch.equal(out.indices.flatten(), expected_ids)
+        reference = official_norm_ema_step(reference, z_e.permute(0, 2, 3, 1).reshape(-1, 8), 0.9)
+        torch.testing.assert_close(vq.embedding.weight, reference, atol=1e-6, rtol=0)
+    # the running-sum rule (the dVAE's) ends somewhere else on the same inputs
+    torch.manual_seed(0)
+    other = VectorQuantizer(16, 8, beta=1.0, ema_decay=0.9, l2_normalize=True).train()
+    for step in range(6):
+        other(torch.randn(2, 8, 4, 4) + step * 0.1)
+    assert (other.embedding.weight - reference).abs().max() > 1e-2
+
+
+def test_vqkd_uses_the_official_rule_and_bad_rules_are_named():
+    from beitlab.models.tokenizers.vqkd import VQKD
+    from beitlab.utils import register_all_modules
+    register_all_modules()
+    vqkd = VQKD(encoder=dict(arch=dict(embed_dims=32, num_layers=1, num_heads=2,
+                                       feedforward_channels=64), img_size=16, patch_size=8),
+                teacher=None, teacher_dims=16, vocab_size=8, embed_dim=4)
+    assert vqkd.quantizer.ema_rule == 'norm_ema'
+    assert 'ema_embed_sum' not in dict(vqkd.quantizer.named_buffers())
+    with pytest.raises(ValueError, match="ema_rule 'norm'"):
+        VectorQuantizer(4, 2, ema_decay=0.9, l2_normalize=True, ema_rule='norm')
+    with pytest.raises(ValueError, match='needs l2_normalize'):
+        VectorQuantizer(4, 2, ema_decay=0.9, ema_rule='norm_ema')
