@@ -26,7 +26,11 @@ setup(
         'tqdm',
     ],
     extras_require={
-        'tests': ['pytest>=7', 'pytest-timeout', 'scikit-image', 'ruff==0.17.5'],
+        # the suite also covers the TensorBoard backend and the ONNX export
+        'tests': ['pytest>=7', 'pytest-timeout', 'scikit-image', 'ruff==0.17.5',
+                  'tensorboard==2.21.0', 'onnx==1.23.2', 'onnxruntime==1.32.0'],
+        'tensorboard': ['tensorboard>=2.14'],
+        'onnx': ['onnx>=1.15', 'onnxruntime>=1.17'],
         'downstream': ['mmdet==3.3.0', 'mmsegmentation==1.2.2', 'pycocotools', 'ftfy', 'regex'],
     },
     license='Apache-2.0',

@@ -20,3 +20,27 @@ def test_configs_exist() -> None:
 def test_config_types_resolve(path: str) -> None:
     register_all_modules()
     check_config_types(Config.fromfile(path))
+
+
+PROJECT_CONFIGS = sorted(glob.glob(str(REPO_ROOT / 'projects' / '*' / 'configs' / '**' / '*.py'),
+                               recursive=True))
+
+
+@pytest.mark.parametrize('path', CONFIGS + PROJECT_CONFIGS,
+                         ids=lambda p: p.split(str(REPO_ROOT) + '/')[-1])
+def test_checkpoint_hook_is_atomic(path: str) -> None:
+    """A checkpoint hook that deletes before it saves loses the run when killed in between
+    (docs/reliability.md): every config that saves checkpoints uses AtomicCheckpointHook."""
+    from mmengine.registry import HOOKS
+
+    from beitlab.engine.hooks.atomic_checkpoint_hook import AtomicCheckpointHook
+    register_all_modules()
+    cfg = Config.fromfile(path)
+    hook = cfg.get('default_hooks', {}).get('checkpoint')
+    if hook is None:
+        return
+    with HOOKS.switch_scope_and_registry(cfg.get('default_scope')) as registry:
+        cls = registry.get(hook['type'])
+    assert cls is not None and issubclass(cls, AtomicCheckpointHook), \
+        f"{path}: default_hooks.checkpoint.type={hook['type']!r}; expected " \
+        f"'beitlab.AtomicCheckpointHook'"

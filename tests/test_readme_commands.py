@@ -20,7 +20,8 @@ from tests.tools_helpers import REPO_ROOT
 
 DOCS = [REPO_ROOT / 'README.md', REPO_ROOT / 'CONTRIBUTING.md',
         *sorted((REPO_ROOT / 'docs').glob('*.md'))]
-FENCE = re.compile(r'^[ \t]*```(?:bash|sh|shell|console)?[ \t]*\n(.*?)^[ \t]*```', re.M | re.S)
+FENCE_LINE = re.compile(r'^[ \t]*```[ \t]*(\w*)')
+SHELL_LANGUAGES = ('', 'bash', 'sh', 'shell', 'console')
 # A line of a block is a command when it starts (after VAR=value settings) like one;
 # other lines of a plain block are printed output.
 COMMAND_START = re.compile(r'^(?:[A-Z_]+=\S*\s+)*(?:time\s+)?(?:python3?|\S*/bin/python|bash)\s')
@@ -42,17 +43,32 @@ runpy.run_path(sys.argv[0], run_name='__main__')
 '''
 
 
+def shell_blocks(text: str) -> Iterator[Tuple[int, str]]:
+    """``(first line number, body)`` of every fenced block whose language is a shell (or none);
+    fences are paired in order, so a ``python`` block never swallows the next one."""
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        opening = FENCE_LINE.match(lines[i])
+        if opening is None:
+            i += 1
+            continue
+        end = i + 1
+        while end < len(lines) and not re.match(r'^[ \t]*```[ \t]*$', lines[end]):
+            end += 1
+        if opening.group(1) in SHELL_LANGUAGES:
+            yield i + 2, '\n'.join(lines[i + 1:end])
+        i = end + 1
+
+
 def fenced_commands() -> Iterator[Tuple[str, int, str]]:
     """``(document, line, command)`` for every command in the fenced shell blocks."""
     for doc in DOCS:
         if not doc.is_file():
             continue
-        text = doc.read_text()
-        for block in FENCE.finditer(text):
-            first_line = text[:block.start()].count('\n') + 2
-            joined = block.group(1).replace('\\\n', ' ')
+        for first_line, body in shell_blocks(doc.read_text()):
             offset = 0
-            for line in joined.splitlines():
+            for line in body.replace('\\\n', ' ').splitlines():
                 offset += 1
                 command = line.split(' # ')[0].split('\t#')[0].strip()
                 if COMMAND_START.match(command):

@@ -50,19 +50,21 @@ if [ ! -f data/fashion_mnist/meta/val.txt ]; then
       exit 1
     fi
   fi
-  "$PY" tools/dataset_converters/fashion_mnist.py --src "$SRC" --out data/fashion_mnist
+  # --force: a conversion interrupted earlier left a partial folder without meta/val.txt
+  "$PY" tools/dataset_converters/fashion_mnist.py --src "$SRC" --out data/fashion_mnist --force
 fi
 
 mkdir -p checkpoints
 "$PY" tools/train.py configs/dvae/dvae_fashion-mnist.py --work-dir work_dirs/demo/dvae
+# --force: a rerun of the demo replaces the checkpoints it made before
 "$PY" tools/model_converters/extract_tokenizer.py work_dirs/demo/dvae/iter_700.pth \
-    checkpoints/dvae_fashion-mnist.pth --config configs/dvae/dvae_fashion-mnist.py
+    checkpoints/dvae_fashion-mnist.pth --force --config configs/dvae/dvae_fashion-mnist.py
 "$PY" tools/test.py configs/dvae/dvae_fashion-mnist.py checkpoints/dvae_fashion-mnist.pth \
     --work-dir work_dirs/demo/dvae_test
 
 "$PY" tools/train.py configs/beit/beit_vit-fmnist_fashion-mnist.py --work-dir work_dirs/demo/beit
 "$PY" tools/model_converters/publish_mim_checkpoint.py work_dirs/demo/beit/iter_200.pth \
-    checkpoints/beit_fashion-mnist.pth
+    checkpoints/beit_fashion-mnist.pth --force
 "$PY" tools/visualization/vis_mim.py configs/beit/beit_vit-fmnist_fashion-mnist.py \
     checkpoints/beit_fashion-mnist.pth --out work_dirs/demo/beit_mim.png \
     --num-images 8 --ann-file meta/val.txt --img-prefix val

@@ -13,14 +13,14 @@ import sys
 
 from mmengine.config import Config
 from mmengine.dist import is_main_process
-from mmengine.runner import Runner
 
 # The repository root, so that configs can ``custom_imports`` modules of projects/.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from beitlab.engine.runner import BeitlabRunner  # noqa: E402
 from beitlab.utils import prepare_config, register_all_modules, shutdown_distributed  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
-from beitlab.utils.runtime import add_runner_args, load_config  # noqa: E402
+from beitlab.utils.runtime import add_runner_args, load_config, named_distributed_errors  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -77,8 +77,9 @@ def main() -> None:
             else [evaluator, dump]
 
     prepare_config(cfg)
-    runner = Runner.from_cfg(cfg)
-    metrics = runner.test()
+    runner = BeitlabRunner.from_cfg(cfg)
+    with named_distributed_errors():
+        metrics = runner.test()
     if is_main_process():
         os.makedirs(cfg.work_dir, exist_ok=True)
         out_json = osp.join(cfg.work_dir, 'metrics.json')

@@ -102,5 +102,8 @@ class UnlabeledImageFolder(BaseDataset):
         files = scan_images(folder, self.extensions)
         if not files:
             raise FileNotFoundError(
-                f'no image files ({", ".join(self.extensions)}) found under {folder!r}')
+                f'UnlabeledImageFolder is empty: no image files ({", ".join(self.extensions)}) '
+                f'found under {folder!r} (data root {self.data_root!r}, no annotation file: '
+                f'every image under the folder is used); point '
+                f'<train|val|test>_dataloader.dataset.data_root at the images')
         return [dict(img_path=osp.join(folder, f)) for f in files]

@@ -71,9 +71,18 @@ class ImageNetStyleDataset(BaseDataset):
                            config_key=key)
         check_data_dir(osp.normpath(folder), 'ImageNetStyleDataset image folder', self._layout(folder),
                        root=self.data_root or folder, config_key=key)
-        if self.ann_file:
-            return self._load_ann_file(folder)
-        return self._load_class_folders(folder)
+        data_list = self._load_ann_file(folder) if self.ann_file else \
+            self._load_class_folders(folder)
+        if not data_list:
+            # mmengine would fail later with "need at least one array to concatenate"
+            listed = (f'annotation file {self.ann_file!r} lists no images' if self.ann_file
+                      else f'no image files ({", ".join(self.extensions)}) in the class '
+                      f'folders under {osp.normpath(folder)!r}')
+            raise ValueError(f'ImageNetStyleDataset is empty: {listed} (data root '
+                             f'{self.data_root!r}, ann_file {self.ann_file!r}); point '
+                             f'<train|val|test>_dataloader.dataset.data_root / ann_file at '
+                             f'the data')
+        return data_list
 
     def _load_ann_file(self, folder: str) -> List[dict]:
         if not osp.isfile(self.ann_file):

@@ -54,3 +54,13 @@ def register_into_mmdet(force: bool = False) -> None:
 
 
 register_into_mmdet()
+
+# COCO dataset / metric that name an annotation file without annotations or images
+# (coco_checks.py); beitlab.utils.prepare_config puts them in place of mmdet's own.
+from mmdet.registry import DATASETS as MMDET_DATASETS  # noqa: E402
+from mmdet.registry import METRICS as MMDET_METRICS  # noqa: E402
+
+from .coco_checks import CheckedCocoDataset, CheckedCocoMetric  # noqa: E402
+
+MMDET_CHECK_ENTRIES = ((MMDET_DATASETS, CheckedCocoDataset), (MMDET_METRICS, CheckedCocoMetric))
+register_entries('mmdet', MMDET_CHECK_ENTRIES)

@@ -32,6 +32,7 @@ from beitlab.models.backbones.beit_vit import BEiTViT
 from beitlab.models.necks.multiscale_neck import ViTMultiScaleNeck
 
 from .common import BEiTPretrained, register_entries
+from .seg_checks import SegLabelCheckMixin
 
 __all__ = ['BEiTPretrained', 'FashionMNISTScenesDataset', 'register_into_mmseg']
 
@@ -42,14 +43,18 @@ FASHION_MNIST_SCENES_PALETTE = [[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 2
                                 [240, 50, 230], [210, 245, 60], [250, 190, 212]]
 
 
-class FashionMNISTScenesDataset(BaseSegDataset):
+class FashionMNISTScenesDataset(SegLabelCheckMixin, BaseSegDataset):
     """Scenes of real Fashion-MNIST items (``fashion_mnist_scenes_seg.py``), mmseg layout.
 
     ``img_dir/{split}/*.png`` grayscale scenes and ``ann_dir/{split}/*.png`` label maps with
-    0 = background and 1..10 the Fashion-MNIST classes; no zero-label reduction.
+    0 = background and 1..10 the Fashion-MNIST classes; no zero-label reduction. A missing
+    or empty image folder is an error when the dataset is built, and a label map with a
+    value other than 0..10 and 255 (ignore) an error naming the file when it is loaded
+    (:class:`beitlab.downstream.seg_checks.SegLabelCheckMixin`).
     """
 
     METAINFO = dict(classes=FASHION_MNIST_SCENES_CLASSES, palette=FASHION_MNIST_SCENES_PALETTE)
+    data_hint = 'python tools/dataset_converters/fashion_mnist_scenes_seg.py --out {root}'
 
     def __init__(self, img_suffix: str = '.png', seg_map_suffix: str = '.png',
                  reduce_zero_label: bool = False, **kwargs) -> None:

@@ -13,6 +13,8 @@ import numpy as np
 
 from beitlab.registry import MASK_GENERATORS
 
+from .checks import check_mask_count
+
 __all__ = ['BlockwiseMaskGenerator']
 
 
@@ -36,6 +38,9 @@ class BlockwiseMaskGenerator:
         exact: fill the shortfall so that every mask has exactly
             ``num_masking_patches`` patches (not in official BEiT).
         max_attempts: tries per block (10 in BEiT).
+
+    Settings that mask no patch or every patch (``num_masking_patches`` outside
+    ``(0, H*W)``, or blocks that never fit the grid) are a ``ValueError``.
     """
 
     def __init__(self,
@@ -52,11 +57,10 @@ class BlockwiseMaskGenerator:
         self.input_size: tuple[int, int] = tuple(input_size)
         self.height, self.width = self.input_size
         self.num_patches = self.height * self.width
-        if not 0 < num_masking_patches <= self.num_patches:
-            raise ValueError(f'num_masking_patches={num_masking_patches} must lie in '
-                             f'(0, {self.num_patches}] for a {self.height}x{self.width} grid')
+        check_mask_count('BlockwiseMaskGenerator', f'num_masking_patches={num_masking_patches}',
+                         num_masking_patches, self.num_patches, f'{self.height}x{self.width}')
         if min_aspect <= 0:
-            raise ValueError(f'min_aspect={min_aspect} must be > 0')
+            raise ValueError(f'BlockwiseMaskGenerator: min_aspect={min_aspect} must be > 0')
         self.num_masking_patches = num_masking_patches
         self.min_num_patches = min_num_patches
         self.max_num_patches = num_masking_patches if max_num_patches is None else max_num_patches
@@ -64,6 +68,23 @@ class BlockwiseMaskGenerator:
         self.log_aspect_ratio = (math.log(min_aspect), math.log(max_aspect))
         self.exact = exact
         self.max_attempts = max_attempts
+        self._check_blocks_fit()
+
+    def _check_blocks_fit(self, draws: int = 16) -> None:
+        """Raise ``ValueError`` when no block of the allowed areas and aspects fits the grid
+        (every official draw would be empty; ``exact=True`` would then scatter single
+        patches). Uses its own seeded generator, so the global ``random`` state is kept."""
+        rng = random.Random(0)
+        if any(self._draw_blocks(rng)[1] > 0 for _ in range(draws)):
+            return
+        raise ValueError(
+            f'BlockwiseMaskGenerator: no block fits, so every mask is empty: blocks of '
+            f'{self.min_num_patches}..{min(self.max_num_patches, self.num_masking_patches)} '
+            f'patches with aspect ratio in [{math.exp(self.log_aspect_ratio[0]):.3g}, '
+            f'{math.exp(self.log_aspect_ratio[1]):.3g}] must be shorter and narrower than the '
+            f'{self.height}x{self.width} grid and add at most num_masking_patches='
+            f'{self.num_masking_patches} patches ({draws} trial masks were empty); lower '
+            f'min_num_patches or use a larger grid')
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(input_size={self.input_size}, '
@@ -121,6 +142,13 @@ class BlockwiseMaskGenerator:
             mask: [H, W] bool, True = masked, row-major like the patches.
         """
         rng = rng if rng is not None else random  # the module exposes the same methods
+        mask, mask_count = self._draw_blocks(rng)
+        if self.exact and mask_count < self.num_masking_patches:
+            self._fill_exact(mask, self.num_masking_patches - mask_count, rng)
+        return mask
+
+    def _draw_blocks(self, rng) -> tuple[np.ndarray, int]:
+        """Official BEiT's loop: add blocks until the count is reached or none fits."""
         mask = np.zeros(self.input_size, dtype=bool)
         mask_count = 0
         while mask_count < self.num_masking_patches:
@@ -129,6 +157,4 @@ class BlockwiseMaskGenerator:
             if delta == 0:
                 break
             mask_count += delta
-        if self.exact and mask_count < self.num_masking_patches:
-            self._fill_exact(mask, self.num_masking_patches - mask_count, rng)
-        return mask
+        return mask, mask_count

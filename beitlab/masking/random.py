@@ -5,6 +5,8 @@ import numpy as np
 
 from beitlab.registry import MASK_GENERATORS
 
+from .checks import check_mask_count
+
 __all__ = ['RandomMaskGenerator']
 
 
@@ -17,6 +19,8 @@ class RandomMaskGenerator:
         mask_ratio: fraction of patches to mask (rounded to the nearest count);
             give either this or ``num_masking_patches``.
         num_masking_patches: exact number of patches to mask.
+
+    A setting that masks no patch or every patch is a ``ValueError``.
     """
 
     def __init__(self,
@@ -31,12 +35,15 @@ class RandomMaskGenerator:
             raise ValueError('give exactly one of mask_ratio and num_masking_patches, got '
                              f'mask_ratio={mask_ratio}, num_masking_patches={num_masking_patches}')
         if mask_ratio is not None:
-            if not 0 <= mask_ratio <= 1:
-                raise ValueError(f'mask_ratio={mask_ratio} must lie in [0, 1]')
+            if not 0 < mask_ratio < 1:
+                raise ValueError(f'RandomMaskGenerator: mask_ratio={mask_ratio} must lie in '
+                                 '(0, 1): 0 masks no patch, 1 masks every patch')
+            setting = f'mask_ratio={mask_ratio} ({round(mask_ratio * self.num_patches)} patches)'
             num_masking_patches = int(round(mask_ratio * self.num_patches))
-        if not 0 <= num_masking_patches <= self.num_patches:
-            raise ValueError(f'num_masking_patches={num_masking_patches} must lie in '
-                             f'[0, {self.num_patches}]')
+        else:
+            setting = f'num_masking_patches={num_masking_patches}'
+        check_mask_count('RandomMaskGenerator', setting, num_masking_patches, self.num_patches,
+                         f'{self.input_size[0]}x{self.input_size[1]}')
         self.num_masking_patches = num_masking_patches
 
     def __repr__(self) -> str:

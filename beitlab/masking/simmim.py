@@ -11,6 +11,8 @@ import numpy as np
 
 from beitlab.registry import MASK_GENERATORS
 
+from .checks import check_mask_count
+
 __all__ = ['SimMIMMaskGenerator']
 
 
@@ -27,7 +29,8 @@ class SimMIMMaskGenerator:
         mask_patch_size: side of one mask square in pixels (32 in the paper).
         model_patch_size: ViT patch size P; must divide ``mask_patch_size``.
         mask_ratio: fraction of mask squares masked (0.6 in the paper); exactly
-            ``ceil(ratio * squares)`` are masked in every sample.
+            ``ceil(ratio * squares)`` are masked in every sample; a ratio that masks
+            no square or every square is a ``ValueError``.
 
     Draws from numpy's global RNG, which mmengine seeds per data-loader worker
     (an RNG object built here would be copied identically into every worker).
@@ -47,8 +50,9 @@ class SimMIMMaskGenerator:
         if mask_patch_size % model_patch_size:
             raise ValueError(f'SimMIMMaskGenerator: mask_patch_size={mask_patch_size} is not a '
                              f'multiple of model_patch_size={model_patch_size}')
-        if not 0.0 <= mask_ratio <= 1.0:
-            raise ValueError(f'SimMIMMaskGenerator: mask_ratio={mask_ratio} not in [0, 1]')
+        if not 0.0 < mask_ratio < 1.0:
+            raise ValueError(f'SimMIMMaskGenerator: mask_ratio={mask_ratio} must lie in (0, 1): '
+                             '0 masks no patch, 1 masks every patch')
         self.mask_grid = (H // mask_patch_size, W // mask_patch_size)
         self.scale = mask_patch_size // model_patch_size
         self.input_size = (H // model_patch_size, W // model_patch_size)
@@ -56,6 +60,10 @@ class SimMIMMaskGenerator:
         self.mask_ratio = mask_ratio
         num_squares = self.mask_grid[0] * self.mask_grid[1]
         self.num_masked_squares = int(np.ceil(num_squares * mask_ratio))
+        check_mask_count('SimMIMMaskGenerator',
+                         f'mask_ratio={mask_ratio} of {mask_patch_size} px mask squares',
+                         self.num_masked_squares, num_squares,
+                         f'{self.mask_grid[0]}x{self.mask_grid[1]} square')
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(input_size={self.input_size}, mask_grid={self.mask_grid}, '

@@ -17,8 +17,8 @@ import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
-__all__ = ['MMENGINE_SAFE_GLOBALS', 'UnsafeCheckpointError', 'safe_torch_load',
-           'install_safe_checkpoint_loading']
+__all__ = ['MMENGINE_SAFE_GLOBALS', 'UnsafeCheckpointError', 'CorruptCheckpointError',
+           'safe_torch_load', 'install_safe_checkpoint_loading']
 
 
 def _numpy_safe_globals() -> list:
@@ -63,23 +63,65 @@ class UnsafeCheckpointError(RuntimeError):
     """A checkpoint file holds a pickled object outside the allow-list."""
 
 
+class CorruptCheckpointError(RuntimeError):
+    """A checkpoint file is empty, truncated or not a ``torch.save`` file at all."""
+
+
+# What torch raises for a file that is cut short or is not a torch file: the zip reader
+# ("PytorchStreamReader failed reading zip archive: failed finding central directory"),
+# the legacy reader ("unexpected EOF, expected 8 more bytes. The file might be corrupted",
+# "Invalid magic number; corrupt file?"), an empty file (EOFError), a text file (KeyError
+# of the pickle opcode) and a zip cut inside a record (OSError "Invalid argument").
+_CORRUPT_MESSAGES = ('PytorchStreamReader', 'central directory', 'unexpected EOF',
+                     'might be corrupted', 'magic number', 'invalid load key', 'truncated',
+                     'corrupt')
+
+
+def _is_corrupt_file_error(err: BaseException) -> bool:
+    if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError)):
+        return False
+    if isinstance(err, (EOFError, KeyError, IndexError, OSError)):
+        return True
+    text = str(err)
+    return isinstance(err, (RuntimeError, ValueError)) and any(
+        m.lower() in text.lower() for m in _CORRUPT_MESSAGES)
+
+
+def _corrupt_checkpoint_error(filename: str, err: BaseException) -> CorruptCheckpointError:
+    size = osp.getsize(filename)
+    reason = ' '.join(str(err).split()) or type(err).__name__
+    reason = reason.split('. This is an internal miniz error')[0]
+    if len(reason) > 160:
+        reason = reason[:157] + '...'
+    detail = 'the file is empty' if size == 0 else f'{type(err).__name__}: {reason}'
+    return CorruptCheckpointError(
+        f'checkpoint file {filename!r} ({size} bytes) is truncated or not a torch checkpoint '
+        f'({detail}); save or copy it again, or check that the path names a checkpoint')
+
+
 def safe_torch_load(filename: str, map_location: Any = 'cpu') -> Any:
     """``torch.load(filename, weights_only=True)`` with a clear error on refusal.
 
     Raises:
         FileNotFoundError: the file does not exist.
+        CorruptCheckpointError: the file is empty, truncated or not a torch file; the
+            message gives its name and size.
         UnsafeCheckpointError: the file carries a pickled object that is not a tensor,
             a plain Python container or one of :data:`MMENGINE_SAFE_GLOBALS`.
     """
     filename = osp.expanduser(str(filename))
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint file {filename!r} does not exist')
+    if osp.getsize(filename) == 0:
+        raise _corrupt_checkpoint_error(filename, EOFError())
     try:
         # The allow-list applies to this call whether or not
         # install_safe_checkpoint_loading() ran before.
         with torch.serialization.safe_globals(MMENGINE_SAFE_GLOBALS):
             return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        if _is_truncated_pickle(err):
+            raise _corrupt_checkpoint_error(filename, err) from err
         raise UnsafeCheckpointError(
             f'refused to load checkpoint {filename!r} (UnsafeCheckpointError): it holds a '
             f'pickled object that weights_only=True does not allow ({_refusal_reason(err)}); '
@@ -87,6 +129,17 @@ def safe_torch_load(filename: str, map_location: Any = 'cpu') -> Any:
             f'If you trust the file, load it once in a trusted environment and re-save only '
             f'its tensors, e.g. torch.save({{\'state_dict\': ckpt[\'state_dict\']}}, '
             f'\'clean.pth\')') from err
+    except (RuntimeError, EOFError, OSError, KeyError, IndexError, ValueError) as err:
+        if not _is_corrupt_file_error(err):
+            raise
+        raise _corrupt_checkpoint_error(filename, err) from err
+
+
+def _is_truncated_pickle(err: pickle.UnpicklingError) -> bool:
+    """The weights-only unpickler ran out of data (not a refused object)."""
+    text = str(err)
+    return 'Unsupported global' not in text and 'not allowed' not in text and any(
+        m in text for m in ('truncated', 'Ran out of input', 'unexpected EOF', 'EOF'))
 
 
 _ANSI = re.compile(r'\x1b\[[0-9;]*m')

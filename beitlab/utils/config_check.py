@@ -84,8 +84,12 @@ def _walk(node: Any, path: str, registry: Optional[str],
         for key, value in node.items():
             if key in _OPAQUE_KEYS or key == 'type':
                 continue
-            if registry in _NAMED_ENTRY_REGISTRIES:
-                child_registry = registry
+            if registry in _NAMED_ENTRY_REGISTRIES and 'type' not in node:
+                child_registry = registry  # ``default_hooks``: the keys are entry names
+            elif registry in _NAMED_ENTRY_REGISTRIES:
+                # a hook's own arguments: a dataset, pipeline or mask generator is checked in
+                # its registry; any other argument is not a registered type
+                child_registry = _KEY_TO_REGISTRY.get(key)
             elif in_model and key in _MODEL_LEVEL_PLAIN:
                 # mmseg/mmdet model train_cfg/test_cfg: assigners and samplers are TASK_UTILS.
                 child_registry = 'TASK_UTILS'

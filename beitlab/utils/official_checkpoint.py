@@ -26,7 +26,7 @@ from beitlab.models.backbones.rel_pos_bias import build_relative_position_index
 __all__ = [
     'CheckpointKeyError', 'validate_official_state_dict', 'infer_backbone_config',
     'official_to_beitlab', 'beitlab_to_official', 'load_official_checkpoint',
-    'load_beitlab_checkpoint', 'convert_official_file', 'export_official_file',
+    'load_beitlab_checkpoint',
     'DEFAULT_EXPORT_IGNORED_PREFIXES'
 ]
 
@@ -295,25 +295,3 @@ def load_beitlab_checkpoint(path: str) -> Tuple[Dict[str, Tensor], Dict[str, Any
                        f"'state_dict', found {found}")
     meta = ckpt.get('meta') if isinstance(ckpt.get('meta'), dict) else {}
     return ckpt['state_dict'], meta
-
-
-def convert_official_file(src: str, dst: str, allow_missing: bool = False,
-                          allow_unknown: bool = False) -> Dict[str, Any]:
-    """Official checkpoint file -> beitlab checkpoint file; returns its meta."""
-    state_dict, meta = official_to_beitlab(load_official_checkpoint(src), allow_missing,
-                                           allow_unknown)
-    meta['source_file'] = str(src)
-    torch.save({'state_dict': state_dict, 'meta': meta}, dst)
-    return meta
-
-
-def export_official_file(src: str, dst: str, with_index: bool = True,
-                         allow_missing: bool = False, allow_unknown: bool = False,
-                         ignored_prefixes: Sequence[str] = DEFAULT_EXPORT_IGNORED_PREFIXES
-                         ) -> List[str]:
-    """beitlab checkpoint file -> official checkpoint file ``{'model': ...}``; returns its keys."""
-    state_dict, meta = load_beitlab_checkpoint(src)
-    official = beitlab_to_official(state_dict, meta, with_index, allow_missing, allow_unknown,
-                                   ignored_prefixes)
-    torch.save({'model': official}, dst)
-    return list(official)

@@ -23,14 +23,22 @@ def _import_tree(package_name: str) -> None:
 
 def register_all_modules(init_default_scope: bool = False) -> None:
     """Import every component module so that its decorator fills its registry,
-    and make checkpoint loading safe (see :mod:`beitlab.utils.checkpoint`).
+    make checkpoint loading safe (see :mod:`beitlab.utils.checkpoint`) and make
+    ``init_cfg=dict(type='Pretrained')`` strict: mmengine's ``'Pretrained'`` weight
+    initializer is rebound (``force=True``) to
+    :class:`~beitlab.utils.strict_load.StrictPretrainedInit`, because mmengine's loads with
+    ``strict=False`` and offers no option to change that (the reasons for overriding the
+    name rather than adding one are in
+    :func:`~beitlab.utils.strict_load.install_strict_pretrained_init`).
 
     Args:
         init_default_scope: also make ``beitlab`` the current mmengine default
             scope (configs normally set ``default_scope = 'beitlab'`` themselves).
     """
     from .checkpoint import install_safe_checkpoint_loading
+    from .strict_load import install_strict_pretrained_init
     install_safe_checkpoint_loading()
+    install_strict_pretrained_init()
     for name in COMPONENT_PACKAGES:
         _import_tree(name)
     if init_default_scope:

@@ -5,7 +5,7 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
+    checkpoint=dict(type='beitlab.AtomicCheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 
@@ -13,8 +13,9 @@ env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     # gloo works everywhere (CPU-only machines included); tools/train.py switches
-    # to nccl when CUDA is available.
-    dist_cfg=dict(backend='gloo'),
+    # to nccl when CUDA is available. timeout (seconds): a collective that waits longer
+    # for another rank fails instead of hanging (docs/reliability.md, "Timeouts").
+    dist_cfg=dict(backend='gloo', timeout=600),
 )
 
 vis_backends = [dict(type='LocalVisBackend')]

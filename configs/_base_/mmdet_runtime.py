@@ -8,7 +8,7 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2),
+    checkpoint=dict(type='beitlab.AtomicCheckpointHook', interval=1, max_keep_ckpts=2),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # tools/test.py --show-dir sets draw=True, interval=1 and test_out_dir
     visualization=dict(type='DetVisualizationHook'))
@@ -16,7 +16,10 @@ default_hooks = dict(
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='gloo'))  # tools/train.py switches to nccl on CUDA machines
+    # tools/train.py switches to nccl on CUDA machines; timeout in seconds bounds every
+    # collective, longer than elsewhere because COCO evaluation runs on rank 0 while the
+    # other ranks wait (docs/reliability.md, "Timeouts")
+    dist_cfg=dict(backend='gloo', timeout=1800))
 
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends, name='visualizer')

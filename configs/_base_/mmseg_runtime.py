@@ -8,7 +8,7 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=16000, max_keep_ckpts=2),
+    checkpoint=dict(type='beitlab.AtomicCheckpointHook', by_epoch=False, interval=16000, max_keep_ckpts=2),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # tools/test.py --show-dir sets draw=True, interval=1 and the visualizer's save_dir
     visualization=dict(type='SegVisualizationHook'))
@@ -16,7 +16,9 @@ default_hooks = dict(
 env_cfg = dict(
     cudnn_benchmark=True,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='gloo'))  # tools/train.py switches to nccl on CUDA machines
+    # tools/train.py switches to nccl on CUDA machines; timeout in seconds bounds every
+    # collective (docs/reliability.md, "Timeouts")
+    dist_cfg=dict(backend='gloo', timeout=600))
 
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer',

@@ -73,4 +73,4 @@ test_cfg = dict(type='TestLoop')
 auto_scale_lr = dict(base_batch_size=1024)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=100),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2, save_best='auto'))
+    checkpoint=dict(type='beitlab.AtomicCheckpointHook', interval=1, max_keep_ckpts=2, save_best='auto'))

@@ -8,4 +8,4 @@ model = dict(
     head=dict(in_channels=1024))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=20, max_keep_ckpts=3))
+    checkpoint=dict(type='beitlab.AtomicCheckpointHook', interval=20, max_keep_ckpts=3))

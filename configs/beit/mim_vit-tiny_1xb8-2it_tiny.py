@@ -37,5 +37,5 @@ param_scheduler = []
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=2)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=1),
-    checkpoint=dict(type='CheckpointHook', interval=1, by_epoch=False, max_keep_ckpts=2))
+    checkpoint=dict(type='beitlab.AtomicCheckpointHook', interval=1, by_epoch=False, max_keep_ckpts=2))
 log_processor = dict(by_epoch=False)

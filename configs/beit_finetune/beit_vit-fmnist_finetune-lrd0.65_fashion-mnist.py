@@ -83,5 +83,5 @@ test_cfg = dict(type='TestLoop')
 auto_scale_lr = dict(base_batch_size=64)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', interval=1000, by_epoch=False, max_keep_ckpts=1))
+    checkpoint=dict(type='beitlab.AtomicCheckpointHook', interval=1000, by_epoch=False, max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)

@@ -18,5 +18,5 @@ model = dict(
     head=dict(type='MIMHead', in_channels=64, vocab_size=32))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=1),
-    checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False, max_keep_ckpts=1))
+    checkpoint=dict(type='beitlab.AtomicCheckpointHook', interval=2, by_epoch=False, max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)

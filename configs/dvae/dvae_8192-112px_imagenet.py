@@ -30,7 +30,7 @@ param_scheduler = [
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=100),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=10000, max_keep_ckpts=3))
+    checkpoint=dict(type='beitlab.AtomicCheckpointHook', by_epoch=False, interval=10000, max_keep_ckpts=3))
 custom_hooks = [
     dict(type='ReconstructionVisHook', num_images=32),
     dict(type='CorruptImageReportHook'),

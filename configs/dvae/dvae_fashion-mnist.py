@@ -32,7 +32,7 @@ param_scheduler = [
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=350, max_keep_ckpts=1))
+    checkpoint=dict(type='beitlab.AtomicCheckpointHook', by_epoch=False, interval=350, max_keep_ckpts=1))
 custom_hooks = [
     dict(type='ReconstructionVisHook', num_images=32),
     dict(type='CorruptImageReportHook'),

@@ -27,7 +27,7 @@ test_dataloader = val_dataloader
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=1),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=2))
+    checkpoint=dict(type='beitlab.AtomicCheckpointHook', by_epoch=False, interval=2))
 custom_hooks = [
     dict(type='ReconstructionVisHook', num_images=4),
     dict(type='CorruptImageReportHook'),

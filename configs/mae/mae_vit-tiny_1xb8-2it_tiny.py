@@ -9,5 +9,5 @@ model = dict(
               decoder_embed_dims=32, decoder_depth=1, decoder_num_heads=2))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=1),
-    checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False, max_keep_ckpts=1))
+    checkpoint=dict(type='beitlab.AtomicCheckpointHook', interval=2, by_epoch=False, max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)

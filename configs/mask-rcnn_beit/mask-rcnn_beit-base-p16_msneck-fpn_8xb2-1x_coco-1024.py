@@ -8,8 +8,10 @@ _base_ = [
 model = dict(
     backbone=dict(
         out_indices=(3, 5, 7, 11),
+        # no absolute position embedding in BEiT-B pre-training: it starts at its init
+        # (as in configs/mask-rcnn_beit/mask-rcnn_beit-base-p16_sfp_8xb2-1x_coco-1024.py)
         init_cfg=dict(type='BEiTPretrained', checkpoint='checkpoints/beit_base_p16_224.pth',
-                      prefix='backbone.')),
+                      prefix='backbone.', allow_missing=['pos_embed'])),
     # a list of necks is built as nn.Sequential by mmengine
     neck=[
         dict(type='ViTMultiScaleNeck', embed_dims=768, norm_cfg=dict(type='SyncBN')),

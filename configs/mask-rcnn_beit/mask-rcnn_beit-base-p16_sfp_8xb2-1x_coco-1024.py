@@ -9,8 +9,12 @@ _base_ = [
     '../_base_/mmdet_runtime.py', '../_base_/models/mask-rcnn_beitvit-sfp.py',
     '../_base_/datasets/coco_instance_1024.py'
 ]
+# BEiT-B pre-training (official, and configs/beit/mim_vit-b.py) has no absolute position
+# embedding: this backbone's then starts at its initialisation (a checkpoint with one has
+# it interpolated to the 64 x 64 grid, and the allowance matches nothing)
 model = dict(backbone=dict(init_cfg=dict(
-    type='BEiTPretrained', checkpoint='checkpoints/beit_base_p16_224.pth', prefix='backbone.')))
+    type='BEiTPretrained', checkpoint='checkpoints/beit_base_p16_224.pth', prefix='backbone.',
+    allow_missing=['pos_embed'])))
 
 max_epochs = 12
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)

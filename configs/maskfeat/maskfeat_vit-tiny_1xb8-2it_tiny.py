@@ -8,5 +8,5 @@ model = dict(
     head=dict(type='PatchRegressionHead', in_channels=64, out_channels=27, loss='l2'))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=1),
-    checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False, max_keep_ckpts=1))
+    checkpoint=dict(type='beitlab.AtomicCheckpointHook', interval=2, by_epoch=False, max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)

@@ -45,4 +45,4 @@ param_scheduler = [
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=100)
 auto_scale_lr = dict(base_batch_size=512, enable=True)
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3))
+default_hooks = dict(checkpoint=dict(type='beitlab.AtomicCheckpointHook', interval=10, max_keep_ckpts=3))

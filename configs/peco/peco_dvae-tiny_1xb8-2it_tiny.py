@@ -29,5 +29,5 @@ optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3))
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=2)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=1),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=2, max_keep_ckpts=1))
+    checkpoint=dict(type='beitlab.AtomicCheckpointHook', by_epoch=False, interval=2, max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)

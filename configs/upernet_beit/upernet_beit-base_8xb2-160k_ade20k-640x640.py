@@ -6,7 +6,7 @@
 # sliding-window test (640 crops, stride 426).
 # A checkpoint from self-supervised pre-training only (no intermediate fine-tuning) uses the
 # official *_pt recipe instead: lr 7e-4, layer_decay_rate 0.65 (the paper's ADE20K setting).
-#   python tools/model_converters/beit_official_to_beitlab.py \
+#   python tools/model_converters/beit_classifier_official.py to-beitlab \
 #       beit_base_patch16_224_pt22k_ft22k.pth checkpoints/beit-base_pt22k-ft22k_beitlab.pth
 #   python tools/train.py configs/upernet_beit/upernet_beit-base_8xb2-160k_ade20k-640x640.py
 # Whole-image test instead of sliding windows: --cfg-options model.test_cfg.mode=whole
@@ -19,9 +19,13 @@ model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(
         arch='base',
+        # pt22k-ft22k files are mean-pooling classifiers (official --use_mean_pooling):
+        # fc_norm and no final norm; the final norm used on the last level starts at its
+        # initialisation (with a pre-training-only checkpoint these match nothing)
         init_cfg=dict(type='BEiTPretrained',
                       checkpoint='checkpoints/beit-base_pt22k-ft22k_beitlab.pth',
-                      prefix='backbone.')))
+                      prefix='backbone.',
+                      allow_missing=['norm.*'], allow_unexpected=['fc_norm.*'])))
 
 optim_wrapper = dict(
     type='OptimWrapper',

@@ -16,9 +16,13 @@ model = dict(
         out_indices=(7, 11, 15, 23),
         layer_scale_init_value=1e-6,
         drop_path_rate=0.2,
+        # pt22k-ft22k files are mean-pooling classifiers (official --use_mean_pooling):
+        # fc_norm and no final norm; the final norm used on the last level starts at its
+        # initialisation (with a pre-training-only checkpoint these match nothing)
         init_cfg=dict(type='BEiTPretrained',
                       checkpoint='checkpoints/beit-large_pt22k-ft22k_beitlab.pth',
-                      prefix='backbone.')),
+                      prefix='backbone.',
+                      allow_missing=['norm.*'], allow_unexpected=['fc_norm.*'])),
     neck=dict(embed_dims=1024),
     decode_head=dict(in_channels=[1024, 1024, 1024, 1024], channels=1024),
     auxiliary_head=dict(in_channels=1024))

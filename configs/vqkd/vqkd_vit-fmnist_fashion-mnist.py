@@ -51,5 +51,5 @@ param_scheduler = [
 ]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=1))
+    checkpoint=dict(type='beitlab.AtomicCheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=1))
 log_processor = dict(window_size=10, by_epoch=False)

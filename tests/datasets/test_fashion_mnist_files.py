@@ -42,7 +42,7 @@ def test_subset_tool_writes_the_first_images_in_the_official_format(tmp_path) ->
         np.testing.assert_array_equal(got_labels, labels[split][:num])
     first = (out / 'train-images-idx3-ubyte.gz').read_bytes()
     run_tool('dataset_converters/fashion_mnist_subset.py', '--src', tmp_path / 'full',
-             '--out', out, '--num-train', 5, '--num-test', 3)
+             '--out', out, '--num-train', 5, '--num-test', 3, '--force')
     assert (out / 'train-images-idx3-ubyte.gz').read_bytes() == first  # same bytes again
 
 

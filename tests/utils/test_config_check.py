@@ -31,3 +31,16 @@ def test_unknown_hook_in_train_tool_fails_before_training(tmp_path) -> None:
 def test_valid_config_passes() -> None:
     register_all_modules()
     check_config_types(Config.fromfile(TOY))
+
+
+def test_hook_arguments_are_checked_in_their_own_registries() -> None:
+    register_all_modules()
+    cfg = Config.fromfile(TOY)
+    cfg.custom_hooks = [dict(type='KNNMonitorHook', interval=1,
+                             train_dataloader=dict(dataset=dict(type='ImageNetStyleDataset',
+                                                                pipeline=[dict(type='LoadImageChecked')])))]
+    check_config_types(cfg)  # a dataset and a transform inside a hook's arguments are fine
+    cfg.custom_hooks[0].train_dataloader.dataset.type = 'ImageNetStyleDatset'
+    with pytest.raises(UnknownTypeError, match=r"custom_hooks\[0\]\.train_dataloader\.dataset.*"
+                                               r"'ImageNetStyleDatset'.*ImageNetStyleDataset"):
+        check_config_types(cfg)

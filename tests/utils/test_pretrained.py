@@ -5,11 +5,13 @@ import pytest
 import torch
 
 from beitlab.models.backbones.beit_vit import BEiTViT
+from beitlab.models.backbones.rel_pos_bias import resize_rel_pos_bias_table
 from beitlab.utils.pretrained import (
     beitlab_classifier_to_official,
     load_pretrained_backbone,
     official_classifier_to_beitlab,
 )
+from beitlab.utils.strict_load import StrictLoadError
 
 TINY = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)
 
@@ -63,7 +65,9 @@ def test_interpolation_keeps_values_at_coinciding_positions():
     official = {k: v for k, v in src.state_dict().items()}
     official['lm_head.weight'] = torch.randn(512, 64)
     dst = BEiTViT(arch=TINY, img_size=48, patch_size=4, use_rel_pos_bias=True)  # grid 12
-    report = load_pretrained_backbone(dst, {'model': official})
+    # the target has no layer scale: the source's gamma_* are ignored, explicitly
+    report = load_pretrained_backbone(dst, {'model': official},
+                                      allow_unexpected=['blocks.*.gamma_*'])
     assert report['dropped_keys'] == ['lm_head.weight']
     assert 'mask_token' not in report['missing_keys']
     src_pos = src.pos_embed[0, 1:].reshape(4, 4, 64)
@@ -84,19 +88,29 @@ def test_bias_table_interpolation_on_an_aligned_grid():
     src = pretrain_backbone(img_size=16)
     dst = BEiTViT(arch=TINY, img_size=44, patch_size=4, use_rel_pos_bias=True,
                   use_abs_pos_emb=False, layer_scale_init_value=0.1)
-    report = load_pretrained_backbone(dst, {'model': src.state_dict()})
+    # the target has no absolute position embedding: the source's is ignored, explicitly
+    report = load_pretrained_backbone(dst, {'model': src.state_dict()},
+                                      allow_unexpected=['pos_embed'])
     assert report['unexpected_keys'] == ['pos_embed'] and report['missing_keys'] == []
-    s = src.rel_pos_bias.relative_position_bias_table[:-3].reshape(7, 7, 2)
-    d = dst.blocks[1].attn.relative_position_bias_table[:-3].reshape(21, 21, 2)
+    table = src.rel_pos_bias.relative_position_bias_table.detach()
+    loaded = dst.blocks[1].attn.relative_position_bias_table.detach()
+    # the official geometric resize (tests/models/test_rel_pos_resize.py pins it)
+    torch.testing.assert_close(loaded, resize_rel_pos_bias_table(table, 4, 11))
+    s, d = table[:-3].reshape(7, 7, 2), loaded[:-3].reshape(21, 21, 2)
+    torch.testing.assert_close(d[9:12, 9:12], s[2:5, 2:5], rtol=1e-4, atol=1e-4)  # offsets -1..1
+    # plain bicubic, on this aligned grid, passes through every source offset (3k + 1)
+    bicubic = resize_rel_pos_bias_table(table, 4, 11, method='bicubic')[:-3].reshape(21, 21, 2)
     idx = torch.arange(7) * 3 + 1
-    torch.testing.assert_close(d[idx][:, idx], s, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(bicubic[idx][:, idx], s, rtol=1e-4, atol=1e-4)
 
 
 def test_unknown_keys_are_reported_and_wrong_shapes_raise():
     dst = finetune_backbone()
     state = {'backbone.' + k: v for k, v in finetune_backbone().state_dict().items()}
     state['backbone.extra.weight'] = torch.zeros(1)
-    report = load_pretrained_backbone(dst, state)
+    with pytest.raises(StrictLoadError, match='extra.weight'):
+        load_pretrained_backbone(dst, state)
+    report = load_pretrained_backbone(dst, state, allow_unexpected=['extra.*'])
     assert report['unexpected_keys'] == ['extra.weight'] and report['missing_keys'] == []
     state['backbone.patch_embed.proj.weight'] = torch.zeros(64, 3, 8, 8)
     with pytest.raises(RuntimeError, match='patch_embed.proj.weight'):

@@ -141,7 +141,7 @@ def build_run_config(args: argparse.Namespace, init: str, seed: int, iters: int,
     ]
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters + 1)
     cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=iters, by_epoch=False,
+    cfg.default_hooks.checkpoint = dict(type='beitlab.AtomicCheckpointHook', interval=iters, by_epoch=False,
                                         max_keep_ckpts=1)
     cfg.default_hooks.logger.interval = 50
     cfg.randomness = dict(seed=seed, deterministic=False)

@@ -12,6 +12,10 @@ Debian package ``dataset-fashion-mnist``: ``apt-get install dataset-fashion-mnis
 Usage::
 
     python tools/dataset_converters/fashion_mnist.py --out data/fashion_mnist
+
+A non-empty ``OUT`` is refused unless ``--force`` is given (then files of the same name are
+replaced); the ``meta/`` lists are written last and atomically, so a list never names an image
+that was not written completely.
 """
 import argparse
 import os
@@ -30,6 +34,7 @@ from beitlab.datasets.fashion_mnist_files import (  # noqa: E402
     default_fashion_mnist_root,
     load_fashion_mnist,
 )
+from beitlab.utils.atomic_io import atomic_write_text, check_output_path  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 
 CLASSES = FASHION_MNIST_CLASSES
@@ -48,8 +53,7 @@ def convert_split(src: str, out: str, split: str, limit: Optional[int] = None) -
         rel = f'{CLASSES[labels[idx]]}/{idx:05d}.png'
         Image.fromarray(images[idx], mode='L').save(osp.join(out, split, rel))
         lines.append(f'{rel} {int(labels[idx])}\n')
-    with open(osp.join(out, 'meta', f'{split}.txt'), 'w') as f:
-        f.writelines(lines)
+    atomic_write_text(osp.join(out, 'meta', f'{split}.txt'), ''.join(lines))
     return num
 
 
@@ -60,10 +64,13 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument('--out', default='data/fashion_mnist', help='output root')
     parser.add_argument('--limit', type=int, default=None,
                         help='convert only the first N images of each split (for quick tests)')
+    parser.add_argument('--force', action='store_true',
+                        help='write into a non-empty --out (files of the same name are replaced)')
     args = parser.parse_args(argv)
+    check_output_path(args.out, [args.src], force=args.force, folder=True)
     os.makedirs(osp.join(args.out, 'meta'), exist_ok=True)
-    with open(osp.join(args.out, 'meta', 'classes.txt'), 'w') as f:
-        f.writelines(f'{name}\n' for name in CLASSES)
+    atomic_write_text(osp.join(args.out, 'meta', 'classes.txt'),
+                      ''.join(f'{name}\n' for name in CLASSES))
     counts = {split: convert_split(args.src, args.out, split, args.limit) for split in SPLITS}
     print(f'wrote {counts} images under {args.out}')
 

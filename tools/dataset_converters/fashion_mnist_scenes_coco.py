@@ -9,7 +9,9 @@ split, val scenes from the t10k split, so no item is shared. Output::
     OUT/annotations/instances_train.json      COCO: images, annotations (bbox xywh, area,
     OUT/annotations/instances_val.json        compressed-RLE segmentation, iscrowd=0), categories
 
-Category ids are ``label + 1`` with the class names of ``FASHION_MNIST_CLASSES``.
+Category ids are ``label + 1`` with the class names of ``FASHION_MNIST_CLASSES``. A non-empty
+``OUT`` is refused unless ``--force`` is given; each annotation file is written atomically after
+the images it lists.
 
 Usage::
 
@@ -36,6 +38,7 @@ from beitlab.datasets.scenes import (  # noqa: E402
     default_fashion_mnist_root,
     load_fashion_mnist,
 )
+from beitlab.utils.atomic_io import atomic_write_text, check_output_path  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 
 
@@ -85,14 +88,16 @@ def main() -> None:
     parser.add_argument('--item-size', type=int, nargs=2, default=(16, 28),
                         metavar=('MIN', 'MAX'), help='side of a pasted item in pixels')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--force', action='store_true',
+                        help='write into a non-empty --out (files of the same name are replaced)')
     args = parser.parse_args()
+    check_output_path(args.out, [args.src], force=args.force, folder=True)
     os.makedirs(osp.join(args.out, 'annotations'), exist_ok=True)
     for offset, (split, num) in enumerate((('train', args.num_train), ('val', args.num_val))):
         coco = convert_split(args.out, split, num, args.src, args.seed + offset,
                              tuple(args.canvas), tuple(args.num_items), tuple(args.item_size))
         path = osp.join(args.out, 'annotations', f'instances_{split}.json')
-        with open(path, 'w') as f:
-            json.dump(coco, f)
+        atomic_write_text(path, json.dumps(coco))
         print(f'{split}: {len(coco["images"])} images, {len(coco["annotations"])} instances '
               f'-> {path}')
 

@@ -14,6 +14,9 @@ resizing; later items occlude earlier ones in the image and in the label. Labels
 Usage::
 
     python tools/dataset_converters/fashion_mnist_scenes_seg.py --out data/fashion_mnist_scenes
+
+A non-empty ``OUT`` is refused unless ``--force`` is given (then files of the same name are
+replaced).
 """
 import argparse
 import os
@@ -33,6 +36,7 @@ from beitlab.datasets.scenes import (  # noqa: E402
     default_fashion_mnist_root,
     load_fashion_mnist,
 )
+from beitlab.utils.atomic_io import atomic_write_text, check_output_path  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 
 SEG_CLASSES = ('background', ) + FASHION_MNIST_CLASSES
@@ -73,6 +77,8 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument('--threshold', type=int, default=30,
                         help='an item pixel above this grey value belongs to its mask')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--force', action='store_true',
+                        help='write into a non-empty --out (files of the same name are replaced)')
     args = parser.parse_args(argv)
     if not 1 <= args.min_items <= args.max_items:
         raise ValueError(f'--min-items {args.min_items} / --max-items {args.max_items}: '
@@ -80,9 +86,10 @@ def main(argv: Optional[list] = None) -> None:
     if not 4 <= args.min_item_size <= args.max_item_size <= args.size:
         raise ValueError(f'--min-item-size {args.min_item_size} / --max-item-size '
                          f'{args.max_item_size}: expected 4 <= min <= max <= --size {args.size}')
+    check_output_path(args.out, [args.src], force=args.force, folder=True)
     os.makedirs(args.out, exist_ok=True)
-    with open(osp.join(args.out, 'classes.txt'), 'w') as f:
-        f.writelines(f'{name}\n' for name in SEG_CLASSES)
+    atomic_write_text(osp.join(args.out, 'classes.txt'),
+                      ''.join(f'{name}\n' for name in SEG_CLASSES))
     for offset, (split, num) in enumerate((('train', args.num_train), ('val', args.num_val))):
         counts = convert_split(args.src, args.out, split, num, args.seed + offset, args.size,
                                (args.min_items, args.max_items),

@@ -7,7 +7,9 @@ This is how ``tests/data/fashion_mnist`` was made::
     python tools/dataset_converters/fashion_mnist_subset.py --src /usr/share/datasets/fashion-mnist \\
         --out tests/data/fashion_mnist --num-train 500 --num-test 250
 
-The files are gzipped with a fixed timestamp, so rerunning the command gives the same bytes.
+The files are gzipped with a fixed timestamp, so rerunning the command (with ``--force``: a
+non-empty ``--out`` is refused without it) gives the same bytes. Each file is replaced
+atomically.
 """
 import argparse
 import gzip
@@ -15,13 +17,13 @@ import os
 import os.path as osp
 import struct
 import sys
-import tempfile
 
 import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from beitlab.datasets.fashion_mnist_files import default_fashion_mnist_root, load_fashion_mnist  # noqa: E402
+from beitlab.utils.atomic_io import atomic_open, check_output_path  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 
 
@@ -32,17 +34,10 @@ def idx_bytes(values: np.ndarray) -> bytes:
 
 
 def write_gz_atomic(path: str, payload: bytes) -> None:
-    """gzip ``payload`` into ``path`` through a temporary file in the same folder (mtime 0)."""
-    fd, tmp = tempfile.mkstemp(dir=osp.dirname(path), prefix='.tmp-', suffix='.gz')
-    try:
-        with os.fdopen(fd, 'wb') as raw, gzip.GzipFile(fileobj=raw, mode='wb', mtime=0,
-                                                       filename='') as f:
-            f.write(payload)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """gzip ``payload`` into ``path`` atomically (``beitlab.utils.atomic_io``), mtime 0."""
+    with atomic_open(path, 'wb') as raw, \
+            gzip.GzipFile(fileobj=raw, mode='wb', mtime=0, filename='') as f:
+        f.write(payload)
 
 
 def main() -> None:
@@ -52,10 +47,13 @@ def main() -> None:
     parser.add_argument('--out', required=True, help='output folder (must not be --src)')
     parser.add_argument('--num-train', type=int, default=500)
     parser.add_argument('--num-test', type=int, default=250)
+    parser.add_argument('--force', action='store_true',
+                        help='write into a non-empty --out (its four idx files are replaced)')
     args = parser.parse_args()
     if osp.realpath(args.out) == osp.realpath(args.src):
         raise ValueError(f'--out {args.out!r} is the --src folder; choose another folder so the '
                          'full files are not overwritten')
+    check_output_path(args.out, [args.src], force=args.force, folder=True)
     os.makedirs(args.out, exist_ok=True)
     for split, prefix, num in (('train', 'train', args.num_train), ('test', 't10k', args.num_test)):
         images, labels = load_fashion_mnist(args.src, split)

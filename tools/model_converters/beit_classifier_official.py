@@ -9,18 +9,18 @@ Official fine-tuned checkpoints hold ``{'model': {...}}`` with the backbone name
 (as in pre-training), ``fc_norm.{weight,bias}`` for mean pooling and ``head.{weight,bias}``;
 in beitlab these are ``backbone.*`` and ``head.fc.*``. ``relative_position_index`` buffers
 are dropped (rebuilt). Files are read with ``weights_only=True``. The mapping lives in
-:mod:`beitlab.utils.pretrained`.
+:mod:`beitlab.utils.pretrained`. An existing output is replaced only with ``--force`` (never
+when it is the input), atomically.
 """
 import argparse
 import os.path as osp
 import sys
 from typing import List, Optional
 
-import torch
-
 # The repository root, so that beitlab imports from this checkout.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from beitlab.utils.atomic_io import atomic_torch_save, check_output_path  # noqa: E402
 from beitlab.utils.checkpoint import install_safe_checkpoint_loading, safe_torch_load  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 from beitlab.utils.pretrained import beitlab_classifier_to_official, official_classifier_to_beitlab  # noqa: E402
@@ -31,7 +31,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('direction', choices=['to-beitlab', 'to-official'])
     parser.add_argument('src')
     parser.add_argument('dst')
+    parser.add_argument('--force', action='store_true', help='replace an existing dst')
     args = parser.parse_args(argv)
+    check_output_path(args.dst, [args.src], force=args.force)
     install_safe_checkpoint_loading()  # mmengine checkpoints carry its logging types
     ckpt = safe_torch_load(args.src)
     if args.direction == 'to-beitlab':
@@ -41,7 +43,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         out = {'model': beitlab_classifier_to_official(ckpt)}
         n = len(out['model'])
-    torch.save(out, args.dst)
+    atomic_torch_save(out, args.dst)
     print(f'wrote {args.dst} ({n} tensors, {args.direction})')
     return 0
 

@@ -7,7 +7,8 @@ Official ``{'model': {...}}`` -> beitlab ``{'state_dict': {...}, 'meta': {...}}`
 backbone names get the ``backbone.`` prefix, ``lm_head.*`` becomes ``head.fc.*`` and the
 ``relative_position_index`` buffers are dropped (beitlab rebuilds them). Unknown or
 missing keys are an error (``CheckpointKeyError``) that names them. The logic lives in
-:mod:`beitlab.utils.official_checkpoint`.
+:mod:`beitlab.utils.official_checkpoint`. An existing output is replaced only with ``--force``
+(never when it is the input), atomically.
 """
 import argparse
 import os.path as osp
@@ -17,8 +18,9 @@ from typing import List, Optional
 # The repository root, so that beitlab imports from this checkout.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from beitlab.utils.atomic_io import atomic_torch_save, check_output_path  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
-from beitlab.utils.official_checkpoint import convert_official_file  # noqa: E402
+from beitlab.utils.official_checkpoint import load_official_checkpoint, official_to_beitlab  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -29,12 +31,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='convert even if expected BEiT parameters are absent')
     parser.add_argument('--allow-unknown', action='store_true',
                         help='drop keys that are not BEiT parameters instead of failing')
+    parser.add_argument('--force', action='store_true', help='replace an existing dst')
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    meta = convert_official_file(args.src, args.dst, args.allow_missing, args.allow_unknown)
+    check_output_path(args.dst, [args.src], force=args.force)
+    state_dict, meta = official_to_beitlab(load_official_checkpoint(args.src), args.allow_missing,
+                                           args.allow_unknown)
+    meta['source_file'] = str(args.src)
+    atomic_torch_save({'state_dict': state_dict, 'meta': meta}, args.dst)
     print(f'wrote {args.dst}: backbone {meta["backbone"]}, vocab_size {meta["vocab_size"]}')
     if meta['dropped_unknown_keys']:
         print(f'dropped unknown keys: {meta["dropped_unknown_keys"]}')

@@ -7,7 +7,8 @@ beitlab ``{'state_dict': {...}}`` -> official ``{'model': {...}}``: ``backbone.<
 becomes ``<name>``, ``head.fc.*`` becomes ``lm_head.*`` and ``relative_position_index``
 buffers are rebuilt next to each bias table. Keys under ``--ignore-prefix`` (default: the
 frozen tokenizer ``target_generator.`` and ``data_preprocessor.``) are skipped; any other
-unknown key, and any missing BEiT parameter, is an error that names it.
+unknown key, and any missing BEiT parameter, is an error that names it. An existing output is
+replaced only with ``--force`` (never when it is the input), atomically.
 """
 import argparse
 import os.path as osp
@@ -17,10 +18,12 @@ from typing import List, Optional
 # The repository root, so that beitlab imports from this checkout.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from beitlab.utils.atomic_io import atomic_torch_save, check_output_path  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 from beitlab.utils.official_checkpoint import (  # noqa: E402
     DEFAULT_EXPORT_IGNORED_PREFIXES,
-    export_official_file,
+    beitlab_to_official,
+    load_beitlab_checkpoint,
 )
 
 
@@ -36,15 +39,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--allow-missing', action='store_true')
     parser.add_argument('--allow-unknown', action='store_true',
                         help='skip keys without an official counterpart instead of failing')
+    parser.add_argument('--force', action='store_true', help='replace an existing dst')
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    check_output_path(args.dst, [args.src], force=args.force)
     prefixes = tuple(args.ignore_prefix) if args.ignore_prefix else DEFAULT_EXPORT_IGNORED_PREFIXES
-    keys = export_official_file(args.src, args.dst, not args.no_index, args.allow_missing,
-                                args.allow_unknown, prefixes)
-    print(f'wrote {args.dst}: {len(keys)} tensors')
+    state_dict, meta = load_beitlab_checkpoint(args.src)
+    official = beitlab_to_official(state_dict, meta, not args.no_index, args.allow_missing,
+                                   args.allow_unknown, prefixes)
+    atomic_torch_save({'model': official}, args.dst)
+    print(f'wrote {args.dst}: {len(official)} tensors')
     return 0
 
 

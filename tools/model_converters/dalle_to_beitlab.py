@@ -15,7 +15,8 @@ then convert (this tool only ever loads with ``weights_only=True``)::
 
 ``checkpoints/dalle_encoder.pth`` is where the DALL-E BEiT configs (``configs/beit/mim_vit-b.py``,
 ``mim_vit-l.py``, ``mim_vit-b_bf16-fast.py``; key ``model.target_generator.checkpoint``) look
-for the converted encoder.
+for the converted encoder. An existing output is replaced only with ``--force`` (never when it
+is the input), atomically.
 
 Name mapping::
 
@@ -25,7 +26,6 @@ Name mapping::
     blocks.output.conv.{w,b}                         -> head.{weight,bias}
 """
 import argparse
-import os
 import os.path as osp
 import re
 import sys
@@ -37,6 +37,7 @@ import torch
 # The repository root, so that beitlab imports from this checkout.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from beitlab.utils.atomic_io import atomic_torch_save, check_output_path  # noqa: E402
 from beitlab.utils.checkpoint import safe_torch_load  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 
@@ -78,7 +79,9 @@ def main(argv: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(description='dall_e encoder state dict -> beitlab')
     parser.add_argument('src', help='dall_e Encoder state dict (torch.save of state_dict())')
     parser.add_argument('dst', help='output file for DALLEEncoder(checkpoint=...)')
+    parser.add_argument('--force', action='store_true', help='replace an existing dst')
     args = parser.parse_args(argv)
+    check_output_path(args.dst, [args.src], force=args.force)
     ckpt = safe_torch_load(args.src)
     state_dict = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state_dict, dict):
@@ -87,12 +90,10 @@ def main(argv: Optional[list] = None) -> None:
     converted = convert_dalle_encoder(state_dict)
     vocab = converted['head.weight'].shape[0]
     hidden = converted['stem.weight'].shape[0]
-    if osp.dirname(args.dst):
-        os.makedirs(osp.dirname(args.dst), exist_ok=True)
-    torch.save(dict(state_dict=converted,
-                    meta=dict(source=args.src, tokenizer=dict(
-                        type='DALLEEncoder', vocab_size=vocab, hidden_channels=hidden))),
-               args.dst)
+    atomic_torch_save(dict(state_dict=converted,
+                           meta=dict(source=args.src, tokenizer=dict(
+                               type='DALLEEncoder', vocab_size=vocab, hidden_channels=hidden))),
+                      args.dst)
     print(f'converted {len(converted)} tensors (vocab_size={vocab}, hidden_channels={hidden}) '
           f'-> {args.dst}')
 

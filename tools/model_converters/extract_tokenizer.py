@@ -9,19 +9,18 @@ so the file is small and loads with ``torch.load(weights_only=True)`` anywhere::
         --config configs/dvae/dvae_fashion-mnist.py
 
 Use it as ``dict(type='DVAE', ..., checkpoint='checkpoints/dvae_fashion-mnist.pth')``.
+An existing output is replaced only with ``--force`` (never when it is an input), atomically.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 from typing import Optional
-
-import torch
 
 # The repository root, so that beitlab imports from this checkout.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from beitlab.models.tokenizers.utils import load_tokenizer_state_dict  # noqa: E402
+from beitlab.utils.atomic_io import atomic_torch_save, check_output_path  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 
 
@@ -31,15 +30,16 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument('dst', help='output tokenizer checkpoint')
     parser.add_argument('--config', help='training config; its model.tokenizer is stored '
                         'in the output meta')
+    parser.add_argument('--force', action='store_true', help='replace an existing dst')
     args = parser.parse_args(argv)
+    check_output_path(args.dst, [args.src, args.config], force=args.force)
     state_dict = load_tokenizer_state_dict(args.src)
     meta = dict(source=osp.abspath(args.src))
     if args.config:
         from mmengine.config import Config
         meta['tokenizer'] = Config.fromfile(args.config).model.tokenizer.to_dict()
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
     state_dict = {f'tokenizer.{k}': v for k, v in state_dict.items()}
-    torch.save(dict(state_dict=state_dict, meta=meta), args.dst)
+    atomic_torch_save(dict(state_dict=state_dict, meta=meta), args.dst)
     print(f'saved {len(state_dict)} tokenizer tensors to {args.dst}')
 
 

@@ -6,19 +6,24 @@
 The output is ``dict(state_dict={backbone.*, head.*}, meta={source, iter})``: no optimizer
 state or logging history, so it is small and loads with ``torch.load(weights_only=True)``
 without any allow-list. The frozen tokenizer is never part of a BEiT state dict.
+
+An existing output is replaced only with ``--force`` (never when it is the input itself), and
+atomically: killed at any moment, ``dst`` is the old file or the complete new one.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 from typing import Optional, Sequence
 
-import torch
-
 # The repository root, so that beitlab imports from this checkout.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from beitlab.utils import install_safe_checkpoint_loading, safe_torch_load  # noqa: E402
+from beitlab.utils import (  # noqa: E402
+    atomic_torch_save,
+    check_output_path,
+    install_safe_checkpoint_loading,
+    safe_torch_load,
+)
 from beitlab.utils.cli import run_cli  # noqa: E402
 
 
@@ -28,7 +33,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('dst', help='output file')
     parser.add_argument('--prefixes', nargs='+', default=['backbone.', 'head.'],
                         help='state-dict key prefixes to keep')
+    parser.add_argument('--force', action='store_true', help='replace an existing dst')
     args = parser.parse_args(argv)
+    check_output_path(args.dst, [args.src], force=args.force)
     install_safe_checkpoint_loading()
     ckpt = safe_torch_load(args.src)
     state = ckpt.get('state_dict', ckpt)
@@ -37,8 +44,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         raise KeyError(f'{args.src!r} has no key starting with {args.prefixes}; '
                        f'first keys: {list(state)[:5]}')
     meta = dict(source=osp.abspath(args.src), iter=ckpt.get('meta', {}).get('iter'))
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    torch.save(dict(state_dict=kept, meta=meta), args.dst)
+    atomic_torch_save(dict(state_dict=kept, meta=meta), args.dst)
     print(f'saved {len(kept)} tensors ({", ".join(args.prefixes)}) to {args.dst}')
 
 

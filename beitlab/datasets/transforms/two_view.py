@@ -13,6 +13,7 @@ import torch
 from mmcv.transforms import BaseTransform
 from mmengine.structures import BaseDataElement
 
+from beitlab.masking.checks import probe_masks
 from beitlab.registry import MASK_GENERATORS, TRANSFORMS
 
 __all__ = ['TwoViewRandomResizedCrop', 'GenerateMask', 'PackTwoViewInputs']
@@ -109,6 +110,8 @@ class GenerateMask(BaseTransform):
 
     Args:
         mask_generator: a MASK_GENERATORS config (e.g. ``BlockwiseMaskGenerator``) or object.
+            A few trial masks are drawn when the transform is built (random states kept);
+            a generator whose masks hide no patch, or every patch, is a ``ValueError``.
 
     Writes ``mask``: [H/P, W/P] bool numpy array, True = masked, row-major.
     """
@@ -116,6 +119,9 @@ class GenerateMask(BaseTransform):
     def __init__(self, mask_generator: Union[dict, object]) -> None:
         self.mask_generator = (MASK_GENERATORS.build(mask_generator)
                                if isinstance(mask_generator, dict) else mask_generator)
+        # a generator (also one from projects/) whose masks hide nothing or everything is
+        # a config error: fail when the pipeline is built, not with a loss of 0
+        probe_masks(self.mask_generator)
 
     def transform(self, results: dict) -> dict:
         results['mask'] = np.asarray(self.mask_generator(), dtype=bool)

@@ -6,6 +6,7 @@ from mmengine.structures import BaseDataElement
 from torch import Tensor, nn
 
 from beitlab.registry import MODELS
+from beitlab.utils.strict_load import Allowance, AllowHint
 
 __all__ = ['ImageClassifier']
 
@@ -24,12 +25,16 @@ class ImageClassifier(BaseModel):
             head dropped). None: the backbone keeps its own init.
         pretrained_prefix: prefix of backbone keys in that checkpoint (``'backbone.'`` for
             beitlab checkpoints; official files are detected automatically).
+        pretrained_allow: differences that may pass when loading ``pretrained`` (the load is
+            strict otherwise): ``dict(missing=[...], unexpected=[...], shape_mismatch=[...])``
+            of backbone key patterns (glob, or ``'re:'`` + regex).
         data_preprocessor: config or module (default ``ClsDataPreprocessor``).
     """
 
     def __init__(self, backbone: Union[dict, nn.Module] = dict(type='BEiTViT'),
                  head: Union[dict, nn.Module] = dict(type='ClsHead'),
                  pretrained: Optional[str] = None, pretrained_prefix: str = 'backbone.',
+                 pretrained_allow: Optional[dict] = None,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is None:
@@ -41,6 +46,7 @@ class ImageClassifier(BaseModel):
         self.head = MODELS.build(head) if isinstance(head, dict) else head
         self.pretrained = pretrained
         self.pretrained_prefix = pretrained_prefix
+        self.pretrained_allow = Allowance.from_config(pretrained_allow, 'model.pretrained_allow')
         self.pretrained_report: Optional[dict] = None
 
     def init_weights(self) -> None:
@@ -48,8 +54,12 @@ class ImageClassifier(BaseModel):
         super().init_weights()
         if self.pretrained:
             from beitlab.utils.pretrained import load_pretrained_backbone
+            a = self.pretrained_allow
             self.pretrained_report = load_pretrained_backbone(
-                self.backbone, self.pretrained, prefix=self.pretrained_prefix)
+                self.backbone, self.pretrained, prefix=self.pretrained_prefix,
+                allow_missing=a.missing, allow_unexpected=a.unexpected,
+                allow_shape_mismatch=a.shape_mismatch,
+                allow_hint=AllowHint('model.pretrained_allow = dict({}) in the config'))
 
     def extract_feat(self, inputs: Tensor) -> tuple:
         """``inputs: [B, 3, H, W]`` -> backbone outputs (tuple)."""

@@ -17,6 +17,7 @@ from typing import Dict, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from beitlab.masking.checks import check_mask_count
 from beitlab.registry import MODELS
 
 from .mim_base import MIMRegressionBase
@@ -54,8 +55,16 @@ class MAE(MIMRegressionBase):
             target_generator = dict(type='PixelTarget', patch_size=patch, norm_pix=True)
         super().__init__(backbone, head, target_generator, data_preprocessor, init_cfg)
         if not 0.0 < mask_ratio < 1.0:
-            raise ValueError(f'MAE: mask_ratio={mask_ratio} must lie in (0, 1)')
+            raise ValueError(f'MAE: mask_ratio={mask_ratio} must lie in (0, 1): 0 masks no '
+                             'patch, 1 masks every patch')
         self.mask_ratio = mask_ratio
+        grid = getattr(self.backbone, 'grid', None)
+        if grid is not None:  # the patch grid of img_size; random_masking keeps this many
+            num_patches = int(grid[0]) * int(grid[1])
+            check_mask_count('MAE', f'mask_ratio={mask_ratio} (keeps '
+                             f'{int(num_patches * (1 - mask_ratio))} visible)',
+                             num_patches - int(num_patches * (1 - mask_ratio)), num_patches,
+                             f'{grid[0]}x{grid[1]}')
         if any(b.attn.relative_position_bias_table is not None for b in self.backbone.blocks):
             raise ValueError('MAE: a backbone with use_rel_pos_bias=True (one bias table per '
                              'layer) cannot run on a subset of tokens; use use_abs_pos_emb and/or '

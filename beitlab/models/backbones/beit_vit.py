@@ -411,7 +411,9 @@ class BEiTViT(BaseModule):
         """Adapt a checkpoint of another layout before loading, as official BEiT
         fine-tuning does: a shared table is copied into every layer's table when this
         model has per-layer tables only, and a position embedding or bias table built for
-        another (square) grid is interpolated to this grid (each change is logged)."""
+        another (square) grid is interpolated to this grid (each change is logged).
+        The strict loaders of :mod:`beitlab.utils.strict_load` compare keys and shapes after
+        this step, so what it adapts is never reported as a difference."""
         shared_key = prefix + 'rel_pos_bias.relative_position_bias_table'
         layer_keys = [f'{prefix}blocks.{i}.attn.relative_position_bias_table'
                       for i in range(self.num_layers)]

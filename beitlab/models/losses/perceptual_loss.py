@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from beitlab.registry import MODELS
 from beitlab.utils.frozen_network import FrozenNetworkMixin, build_frozen_network
+from beitlab.utils.strict_load import load_checkpoint_strict
 
 __all__ = ['PerceptualLoss']
 
@@ -30,8 +31,9 @@ class PerceptualLoss(FrozenNetworkMixin, nn.Module):
             returns a tuple of features, one per layer used (e.g. ``BEiTViT`` with
             ``out_indices=(1, 3, 5)`` and ``out_type='featmap'``); ``type`` defaults to
             ``BEiTViT``.
-        checkpoint: file to load the network from (None: keep its initialisation,
-            only sensible in tests).
+        checkpoint: file to load the network from, strictly (a missing, unexpected or
+            differently shaped tensor raises ``StrictLoadError`` with one table); None keeps
+            its initialisation, only sensible in tests.
         prefix: key prefix of the network in ``checkpoint`` (``'backbone.'`` for a
             beitlab pre-training or fine-tuning checkpoint).
         layer_weights: one weight per returned feature (default all 1).
@@ -56,7 +58,14 @@ class PerceptualLoss(FrozenNetworkMixin, nn.Module):
         # held outside the module tree: no parameters, no state-dict entries
         if isinstance(network, dict):
             network = dict(dict(type='BEiTViT'), **network)
-        self.set_frozen('network', build_frozen_network(network, checkpoint, prefix))
+        net = build_frozen_network(network)
+        if checkpoint is not None:
+            load_checkpoint_strict(
+                net, checkpoint, prefix,
+                target=f'the perceptual network ({type(net).__name__}, keys under {prefix!r})',
+                extra_hints=['the network config must build what the checkpoint holds under '
+                             'prefix (same arch, img_size, patch_size and flags)'])
+        self.set_frozen('network', net)
         self.layer_weights = None if layer_weights is None else list(layer_weights)
         self.normalize_features = normalize_features
         self.loss_weight = loss_weight

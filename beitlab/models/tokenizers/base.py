@@ -9,10 +9,12 @@ import torch
 from mmengine.model import BaseModule
 
 from beitlab.utils.cli import HintedError
+from beitlab.utils.strict_load import StrictLoadError, load_state_dict_strict
 
 from .utils import check_token_grid, load_tokenizer_state_dict
 
-__all__ = ['BaseTokenizer', 'TokenizerCheckpointNotFoundError', 'missing_checkpoint_error']
+__all__ = ['BaseTokenizer', 'TokenizerCheckpointNotFoundError', 'TokenizerCheckpointMismatchError',
+           'missing_checkpoint_error']
 
 _REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 # The configs that train each tokenizer family, by class name (checked along the MRO, so a
@@ -26,6 +28,12 @@ _MIM_DVAE_8192_CONFIG = 'configs/beit/mim_vit-b_dvae-8192.py'
 
 class TokenizerCheckpointNotFoundError(HintedError, FileNotFoundError):
     """A tokenizer's ``checkpoint`` file does not exist; ``hints`` say how to make one."""
+
+
+class TokenizerCheckpointMismatchError(StrictLoadError, ValueError):
+    """A tokenizer's ``checkpoint`` does not fit it (another ``vocab_size``, width, a missing
+    or an unexpected tensor): one table of the differences (a ``ValueError`` too, since the
+    tokenizer's config values are what differ)."""
 
 
 def _class_names(tokenizer: Union[type, str]) -> List[str]:
@@ -134,17 +142,20 @@ class BaseTokenizer(BaseModule):
 
     A tokenizer given a ``checkpoint`` is frozen by default (BEiT, Bao et al. 2021,
     arXiv 2106.08254, Sec. 2.4: the tokenizer is learned first and stays fixed while the
-    ViT is pre-trained): its weights are loaded with
-    ``torch.load(weights_only=True)``, it stays in eval mode whatever ``train()`` is called
-    with, no parameter requires grad, and ``get_tokens`` runs under ``torch.no_grad``. It is
-    called inside the model's forward, so it runs on the training device.
+    ViT is pre-trained): its weights are loaded with ``torch.load(weights_only=True)`` and
+    strictly (a missing, unexpected or differently shaped tensor raises
+    :class:`TokenizerCheckpointMismatchError` with one table), it stays in eval mode whatever
+    ``train()`` is called with, no parameter requires grad, and ``get_tokens`` runs under
+    ``torch.no_grad``. It is called inside the model's forward, so it runs on the training
+    device.
 
     Args:
         vocab_size: number of codes.
         downsample: input pixels per token along each side.
         checkpoint: weights to load (a state dict, optionally under ``state_dict``); a
             missing file raises :class:`TokenizerCheckpointNotFoundError`, which says how
-            to make one.
+            to make one; weights that do not fit raise
+            :class:`TokenizerCheckpointMismatchError`.
         frozen: freeze; defaults to ``checkpoint is not None``.
         bf16: run the network under bf16 autocast when frozen (the code choice itself is
             computed in float32).
@@ -167,18 +178,13 @@ class BaseTokenizer(BaseModule):
             if not osp.isfile(osp.expanduser(str(self.checkpoint))):
                 raise missing_checkpoint_error(type(self), self.checkpoint)
             state_dict = load_tokenizer_state_dict(self.checkpoint)
-            own = self.state_dict()
-            bad = {k: (tuple(v.shape), tuple(own[k].shape)) for k, v in state_dict.items()
-                   if k in own and v.shape != own[k].shape}
-            if bad:
-                raise ValueError(
-                    f'tokenizer checkpoint {self.checkpoint!r} does not fit this '
-                    f'{type(self).__name__} (vocab_size={self.vocab_size}); '
-                    f'(checkpoint shape, model shape) per key: {bad}')
-            missing, unexpected = self.load_state_dict(state_dict, strict=False)
-            if missing or unexpected:
-                raise KeyError(f'tokenizer checkpoint {self.checkpoint!r}: missing keys '
-                               f'{missing}, unexpected keys {unexpected}')
+            load_state_dict_strict(
+                self, state_dict, str(self.checkpoint),
+                target=f'this {type(self).__name__} (vocab_size={self.vocab_size})',
+                extra_hints=['build the tokenizer with the config it was trained with (a file '
+                             'written by tools/model_converters/extract_tokenizer.py holds it '
+                             "in meta['tokenizer'])"],
+                error_type=TokenizerCheckpointMismatchError)
             self._is_init = True  # weights come from the checkpoint, not init_cfg
         if self.frozen:
             self.requires_grad_(False)

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from beitlab.registry import MODELS, TOKENIZERS
 from beitlab.utils.frozen_network import FrozenNetworkMixin, build_frozen_network
+from beitlab.utils.strict_load import load_checkpoint_strict
 
 from .base import BaseTokenizer
 from .quantizer import VectorQuantizer
@@ -51,8 +52,9 @@ class VQKD(FrozenNetworkMixin, BaseTokenizer):
         teacher: MODELS backbone config whose ``forward`` returns a tuple ending with
             a feature map ``[B, C_t, h/P, w/P]`` (BEiTViT with ``out_type='featmap'``).
             Only needed to train; a frozen tokenizer may leave it None.
-        teacher_checkpoint: file the teacher is loaded from (None: keep its random
-            initialisation, only sensible in tests).
+        teacher_checkpoint: file the teacher is loaded from, strictly (every tensor of the
+            teacher, each of its shape: a difference raises ``StrictLoadError`` with one
+            table); None keeps its random initialisation, only sensible in tests.
         teacher_prefix: key prefix of the teacher in that file (``'backbone.'``).
         teacher_dims: width C_t of the teacher features (default: its ``embed_dims``).
         vocab_size: codebook size K (8192 in the paper).
@@ -110,7 +112,15 @@ class VQKD(FrozenNetworkMixin, BaseTokenizer):
             teacher = _with_default_type(teacher)
         teacher_net = None
         if teacher is not None and not self.frozen:
-            teacher_net = build_frozen_network(teacher, teacher_checkpoint, teacher_prefix)
+            teacher_net = build_frozen_network(teacher)
+            if teacher_checkpoint is not None:
+                load_checkpoint_strict(
+                    teacher_net, teacher_checkpoint, teacher_prefix,
+                    target=f'the VQKD teacher ({type(teacher_net).__name__}, keys under '
+                           f'{teacher_prefix!r})',
+                    extra_hints=['the teacher config must build the network the checkpoint '
+                                 'holds under teacher_prefix (same arch, img_size, patch_size, '
+                                 'position embedding and bias flags, layer scale, final norm)'])
         self.set_frozen('teacher', teacher_net)
         if teacher_dims is None:
             if teacher is None:

@@ -39,5 +39,5 @@ optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=200)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=200, by_epoch=False, max_keep_ckpts=1))
+    checkpoint=dict(type='beitlab.AtomicCheckpointHook', interval=200, by_epoch=False, max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)

@@ -12,5 +12,5 @@ optim_wrapper = dict(optimizer=dict(type='AdamW', lr=0.01))
 param_scheduler = []
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=1),
-    checkpoint=dict(type='CheckpointHook', interval=1, by_epoch=False))
+    checkpoint=dict(type='beitlab.AtomicCheckpointHook', interval=1, by_epoch=False))
 log_processor = dict(by_epoch=False)

@@ -1,0 +1,104 @@
+"""Plot the k-NN top-1 curves that KNNMonitorHook logged, to a PNG.
+
+    python tools/analysis_tools/plot_knn_curve.py RUN [RUN ...] --out docs/images/knn_curve.png \
+        [--keys knn/top1_layer6] [--labels BEiT MAE] [--force]
+
+Each RUN is a work dir (its newest ``<timestamp>/vis_data/scalars.json`` is read) or a json
+log file itself. Every ``knn/top1_*`` key found (or those of ``--keys``) becomes one line,
+accuracy against iteration; a rollback or a resumed run that logs a step twice keeps the
+last value. The points are printed as a table too.
+"""
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import sys
+from typing import Dict, List, Optional, Sequence
+
+# The repository root, so that beitlab imports from this checkout.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from beitlab.utils.atomic_io import check_output_path  # noqa: E402
+from beitlab.utils.cli import run_cli  # noqa: E402
+
+KNN_PREFIX = 'knn/top1_'
+
+
+def find_log(run: str) -> str:
+    """The json log of a work dir (newest run) or ``run`` itself when it is a file."""
+    if osp.isfile(run):
+        return run
+    files = sorted(glob.glob(osp.join(run, '*', 'vis_data', 'scalars.json')))
+    if not files:
+        raise FileNotFoundError(f'no <timestamp>/vis_data/scalars.json under {run!r}; give a '
+                                'work dir of tools/train.py or the json log file')
+    return files[-1]
+
+
+def load_knn_curves(path: str, keys: Optional[Sequence[str]] = None) -> Dict[str, Dict[int, float]]:
+    """``{key: {step: accuracy}}`` of the ``knn/top1_*`` entries (or ``keys``) of a json log."""
+    curves: Dict[str, Dict[int, float]] = {}
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f'{path}:{lineno}: not a json line ({err.msg})') from None
+            if 'step' not in rec:
+                continue
+            for key, value in rec.items():
+                if (key in keys) if keys else key.startswith(KNN_PREFIX):
+                    curves.setdefault(key, {})[int(rec['step'])] = float(value)
+    if not curves:
+        wanted = ', '.join(keys) if keys else f'{KNN_PREFIX}*'
+        raise KeyError(f'{path} has no {wanted} entries: was KNNMonitorHook in the config\'s '
+                       'custom_hooks?')
+    return curves
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('runs', nargs='+', help='work dirs or json log files')
+    parser.add_argument('--out', required=True, help='output PNG')
+    parser.add_argument('--keys', nargs='+', help='keys to plot (default: every knn/top1_*)')
+    parser.add_argument('--labels', nargs='+', help='one name per run (default: the paths)')
+    parser.add_argument('--title', default='k-NN top-1 (k=20, T=0.07) during pre-training')
+    parser.add_argument('--force', action='store_true', help='replace an existing --out')
+    args = parser.parse_args(argv)
+    if args.labels and len(args.labels) != len(args.runs):
+        raise ValueError(f'--labels has {len(args.labels)} names for {len(args.runs)} runs')
+    logs = [find_log(run) for run in args.runs]
+    check_output_path(args.out, logs, force=args.force)
+    labels = args.labels or [osp.basename(osp.normpath(run)) for run in args.runs]
+
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    rows: List[str] = []
+    for label, log in zip(labels, logs):
+        for key, curve in sorted(load_knn_curves(log, args.keys).items()):
+            steps = sorted(curve)
+            name = f'{label} {key[len("knn/"):]}' if len(logs) > 1 else key[len('knn/'):]
+            ax.plot(steps, [100 * curve[s] for s in steps], marker='o', markersize=3, label=name)
+            rows += [f'{name}\t{s}\t{curve[s]:.4f}' for s in steps]
+    ax.set_xlabel('iteration')
+    ax.set_ylabel('k-NN top-1 (%)')
+    ax.set_title(args.title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    fig.savefig(args.out)
+    plt.close(fig)
+    print('curve\titeration\ttop1')
+    print('\n'.join(rows))
+    print(f'saved {args.out}')
+
+
+if __name__ == '__main__':
+    run_cli(main)
