@@ -19,8 +19,8 @@ MARGIN_S = 90
 
 
 def descendants(pid: int) -> list:
-    """Every process below ``pid`` (from /proc; torchrun starts its workers in sessions of
-    their own, so killing the launcher's process group does not reach them)."""
+    """Every process below ``pid`` (from /proc; torchrun starts each worker with ``setsid``,
+    in a process group of its own, so killing the launcher's group does not reach them)."""
     found, todo = [], [pid]
     while todo:
         parent = todo.pop()
