@@ -5,25 +5,32 @@ patches coloured right (green) / wrong (red) and, when the tokenizer decodes tok
 decoding of the true tokens and of the tokens with the masked ones predicted. A white band
 on top gives the masked-token (MLM) accuracy of the figure and names each column.
 
+For pixel-target algorithms (MAE, SimMIM: a ``reconstruct`` method) :func:`draw_pixel_figure`
+draws instead, per image, the view, the masked input and the reconstruction: the predicted
+pixels pasted into the masked patches over the visible ones (MAE Fig. 2), with the data
+preprocessor's mean / std undone for display.
+
 Used by the tool and by :class:`~beitlab.engine.hooks.mim_visualization_hook.MIMVisualizationHook`
 (the same picture sent to the visualiser's backends during training). Nothing here registers.
 """
 import copy
-from typing import List, NamedTuple, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 import torch
 from torch import nn
 
-from .mim_visualizer import MIMVisualizer
+from .mim_visualizer import MIMVisualizer, paint_patches
 
-__all__ = ['COLUMN_LABELS', 'SEPARATOR', 'MIMFigure', 'eval_pipeline', 'to_uint8',
-           'masked_token_accuracy', 'draw_header', 'draw_mim_figure']
+__all__ = ['COLUMN_LABELS', 'PIXEL_COLUMN_LABELS', 'SEPARATOR', 'MIMFigure', 'PixelFigure',
+           'eval_pipeline', 'to_uint8', 'masked_token_accuracy', 'draw_header',
+           'draw_mim_figure', 'paste_reconstruction', 'draw_pixel_figure']
 
 # Column labels (at most two lines each), in the order MIMVisualizer draws the panels.
 COLUMN_LABELS = ('image', 'masked\ninput', 'masked tokens\nright / wrong', 'true tokens\ndecoded',
                  'predicted tokens\ndecoded')
+PIXEL_COLUMN_LABELS = ('image', 'masked\ninput', 'reconstruction')
 SEPARATOR = 4   # MIMVisualizer's white gap between panels and between rows (px)
 _RANDOM_STEPS = ('ColorJitter', 'RandomFlip', 'mmcv.RandomFlip')
 _CROP_STEPS = ('TwoViewRandomResizedCrop', 'beitlab.TwoViewRandomResizedCrop')
@@ -164,3 +171,104 @@ def draw_mim_figure(model: nn.Module, batch: dict, scale: int = 4) -> MIMFigure:
         raise RuntimeError(f'header width {header.shape[1]} != row width {rows[0].shape[1]}')
     image = np.concatenate([header, visualizer.stack_rows(rows)], axis=0)
     return MIMFigure(image, accuracy, hits, total, len(samples), tuple(labels))
+
+
+def _pixel_mask(mask: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Patch mask [B, h, w] bool -> pixel mask [B, 1, H, W] for images of ``shape``."""
+    h, w = mask.shape[-2:]
+    if shape[-2] % h or shape[-1] % w:
+        raise ValueError(f'image {tuple(shape)} is not a whole number of patches of the '
+                         f'{h} x {w} mask')
+    return mask.bool().repeat_interleave(shape[-2] // h, dim=1) \
+        .repeat_interleave(shape[-1] // w, dim=2).unsqueeze(1)
+
+
+def paste_reconstruction(img: torch.Tensor, pred: torch.Tensor,
+                         mask: torch.Tensor) -> torch.Tensor:
+    """``pred`` in the masked patches, ``img`` in the visible ones.
+
+    Args:
+        img, pred: ``[B, C, H, W]`` in the same space.
+        mask: ``[B, h, w]`` bool, True = masked; ``H, W`` are whole multiples of ``h, w``.
+    """
+    if img.shape != pred.shape:
+        raise ValueError(f'image {tuple(img.shape)} and prediction {tuple(pred.shape)} differ')
+    pixel_mask = _pixel_mask(mask, img.shape)  # [B, 1, H, W]
+    return torch.where(pixel_mask, pred.to(img.dtype), img)
+
+
+class PixelFigure(NamedTuple):
+    """What :func:`draw_pixel_figure` returns."""
+
+    image: np.ndarray        # [H, W, 3] uint8 RGB: header band and one row per image
+    mse: float               # mean squared error of the masked pixels (model input space)
+    masked: int              # masked patches
+    num_images: int
+    labels: Tuple[str, ...]  # the column labels drawn
+
+
+def _panel_row(panels: Sequence[np.ndarray], scale: int, sep: int = SEPARATOR) -> np.ndarray:
+    """Panels [H, W, 3] uint8 upscaled by ``scale`` side by side with white gaps."""
+    up = [cv2.resize(np.ascontiguousarray(p), None, fx=scale, fy=scale,
+                     interpolation=cv2.INTER_NEAREST) for p in panels]
+    gap = np.full((up[0].shape[0], sep, 3), 255, np.uint8)
+    return np.concatenate([x for p in up for x in (p, gap)][:-1], axis=1)
+
+
+@torch.no_grad()
+def draw_pixel_figure(model: nn.Module, batch: dict, scale: int = 4,
+                      seed: Optional[int] = 0) -> PixelFigure:
+    """Run a pixel-target model's ``reconstruct`` on ``batch`` and draw the figure.
+
+    Args:
+        model: an algorithm with ``reconstruct(img, mask) -> (pred [B, C, H, W], mask
+            [B, h, w])`` (``MAE``, ``SimMIM``) and a ``data_preprocessor`` with ``mean``,
+            ``std`` (0..255 scale) and ``to_rgb``. A model with ``draws_own_mask`` (MAE)
+            gets ``mask=None`` and draws its mask from torch's random state, seeded with
+            ``seed`` (the global state is left as it was); the others get the data samples'
+            masks.
+        batch: as for :func:`draw_mim_figure`.
+        scale: nearest-neighbour upscaling of each panel.
+        seed: seed of the model's own masks (None: the current random state).
+    """
+    raw_vit = batch['inputs'][0]
+    pre = model.data_preprocessor
+    data = pre(batch, False)
+    inputs = data['inputs']
+    img = inputs[0] if isinstance(inputs, (list, tuple)) else inputs  # [B, C, H, W]
+    if getattr(model, 'draws_own_mask', False):
+        masks = None
+    else:
+        samples = data['data_samples'] or []
+        if not samples or not all(hasattr(s, 'mask') for s in samples):
+            raise ValueError(f'draw_pixel_figure: {type(model).__name__} takes its mask from '
+                             'data_samples[i].mask; the pipeline has no mask step')
+        masks = torch.stack([torch.as_tensor(s.mask) for s in samples]).to(img.device).bool()
+    cuda = [img.device.index or 0] if img.device.type == 'cuda' else []
+    with torch.random.fork_rng(devices=cuda, enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        pred, mask = model.reconstruct(img, masks)
+    pasted = paste_reconstruction(img, pred, mask)
+    err = (pred.float() - img.float()) ** 2
+    err = err[_pixel_mask(mask, img.shape).expand_as(img)]
+    mse = float(err.mean()) if err.numel() else float('nan')
+    mean = getattr(pre, 'mean', torch.zeros(1))
+    std = getattr(pre, 'std', torch.ones(1))
+    shown = (pasted.float() * std.to(img.device) + mean.to(img.device)) / 255.0
+
+    rows = []
+    for i in range(img.shape[0]):
+        view = raw_vit[i].permute(1, 2, 0).cpu().numpy()
+        view = np.ascontiguousarray(view[..., ::-1] if getattr(pre, 'to_rgb', False) else view)
+        m = mask[i].cpu().numpy()
+        rows.append(_panel_row([view, paint_patches(view, m, MIMVisualizer.GRAY, 1.0),
+                                to_uint8(shown[i])], scale))
+    masked = int(mask.sum())
+    labels = PIXEL_COLUMN_LABELS
+    title = (f'reconstruction MSE {mse:.4f} on {masked} masked patches ({img.shape[0]} images)')
+    header = draw_header(title, labels, raw_vit[0].shape[-1] * scale)
+    if header.shape[1] != rows[0].shape[1]:
+        raise RuntimeError(f'header width {header.shape[1]} != row width {rows[0].shape[1]}')
+    image = np.concatenate([header, MIMVisualizer(scale=scale).stack_rows(rows)], axis=0)
+    return PixelFigure(image, mse, masked, img.shape[0], tuple(labels))

@@ -10,7 +10,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import DefaultScope
 
 from beitlab.registry import DATASETS, HOOKS
-from beitlab.visualization.mim_figure import draw_mim_figure, eval_pipeline
+from beitlab.visualization.mim_figure import draw_mim_figure, draw_pixel_figure, eval_pipeline
 
 from .knn_monitor_hook import preserved_training_state
 
@@ -26,6 +26,11 @@ class MIMVisualizationHook(Hook):
     (``LocalVisBackend``: ``vis_data/vis_image/<name>_<step>.png``; TensorBoard: the images
     tab).
 
+    The figure follows the model: one with a ``reconstruct`` method (MAE, SimMIM: pixel
+    targets) gets :func:`~beitlab.visualization.mim_figure.draw_pixel_figure` -- view, masked
+    input, reconstruction (predicted pixels in the masked patches, visible ones kept) -- and
+    a BEiT-style model (token targets) the token figure above.
+
     The images are the first ``num_images`` of the training dataset through the deterministic
     part of its pipeline (:func:`~beitlab.visualization.mim_figure.eval_pipeline`), with masks
     drawn once from ``seed``, so that successive pictures differ only by the model. Drawing
@@ -39,6 +44,9 @@ class MIMVisualizationHook(Hook):
         name: image name in the backends.
         dataset: a dataset config to draw from instead of ``train_dataloader.dataset`` (its
             pipeline is made deterministic the same way).
+
+    After each picture ``last_accuracy`` (token figure) or ``last_mse`` (pixel figure) holds
+    its number.
     """
 
     priority = 'LOW'
@@ -55,6 +63,8 @@ class MIMVisualizationHook(Hook):
         self.name = name
         self.dataset_cfg = dataset
         self.last_accuracy: Optional[float] = None
+        self.last_mse: Optional[float] = None
+        self._pixels = False
         self._batch: Optional[dict] = None
 
     @staticmethod
@@ -63,11 +73,21 @@ class MIMVisualizationHook(Hook):
 
     def before_train(self, runner) -> None:
         from beitlab.models.algorithms.beit import BEiT
+        from beitlab.models.targets.pixels import PixelTarget
 
         model = self._model(runner)
-        if not isinstance(model, BEiT):
-            raise TypeError(f'MIMVisualizationHook draws predicted visual tokens: it needs a '
-                            f'BEiT-style model (BEiT, BEiTv2), got {type(model).__name__}')
+        if callable(getattr(model, 'reconstruct', None)):
+            target = getattr(model, 'target_generator', None)
+            if not isinstance(target, PixelTarget):
+                raise TypeError(f'MIMVisualizationHook: {type(model).__name__} reconstructs '
+                                f'only a PixelTarget, its target is {type(target).__name__}')
+            self._pixels = True
+        elif isinstance(model, BEiT):
+            self._pixels = False
+        else:
+            raise TypeError(f'MIMVisualizationHook draws predicted visual tokens (BEiT, BEiTv2) '
+                            f'or pixel reconstructions (a model with a reconstruct method: MAE, '
+                            f'SimMIM); {type(model).__name__} offers neither')
         ds_cfg = copy.deepcopy(self.dataset_cfg or runner.cfg.train_dataloader.dataset)
         ds_cfg['pipeline'] = eval_pipeline(ds_cfg['pipeline'])
         with DefaultScope.overwrite_default_scope(runner.cfg.get('default_scope', 'beitlab')), \
@@ -85,6 +105,16 @@ class MIMVisualizationHook(Hook):
     def draw(self, runner, step: int) -> np.ndarray:
         """Draw the figure, send it to the backends and return it (``[H, W, 3]`` uint8 RGB)."""
         model = self._model(runner)
+        if self._pixels:
+            with preserved_training_state(model):
+                figure = draw_pixel_figure(model, copy.deepcopy(self._batch), scale=self.scale,
+                                           seed=self.seed)
+            runner.visualizer.add_image(self.name, figure.image, step=step)
+            self.last_mse = figure.mse
+            runner.logger.info(f'MIM picture {self.name!r} at iteration {step}: reconstruction '
+                               f'MSE {figure.mse:.4f} on {figure.masked} masked patches of '
+                               f'{figure.num_images} images')
+            return figure.image
         with preserved_training_state(model):
             figure = draw_mim_figure(model, copy.deepcopy(self._batch), scale=self.scale)
         runner.visualizer.add_image(self.name, figure.image, step=step)

@@ -18,11 +18,34 @@ import torch
 from torch import Tensor, nn
 
 from beitlab.masking.checks import check_mask_count
+from beitlab.models.targets.pixels import PixelTarget, patchify, unpatchify
 from beitlab.registry import MODELS
 
 from .mim_base import MIMRegressionBase
 
-__all__ = ['MAE']
+__all__ = ['MAE', 'prediction_to_pixels']
+
+
+def prediction_to_pixels(pred: Tensor, img: Tensor, target_generator: nn.Module) -> Tensor:
+    """A per-patch pixel prediction as an image in the space of ``img``.
+
+    pred: ``[B, N, P*P*C]`` in the target's space; img: ``[B, C, H, W]`` the encoder's input
+    -> ``[B, C, H, W]``. With ``norm_pix`` each patch is un-normalised with the mean and
+    variance of the same patch of ``img`` (as the official MAE visualisation does), the
+    inverse of :class:`~beitlab.models.targets.pixels.PixelTarget`.
+    """
+    if not isinstance(target_generator, PixelTarget):
+        raise TypeError(f'reconstruct: the target {type(target_generator).__name__} is not '
+                        'pixels; only a PixelTarget prediction can be drawn as an image')
+    P = target_generator.patch_size
+    B, C, H, W = img.shape
+    pred = pred.float()
+    if target_generator.norm_pix:
+        patches = patchify(img.detach().float(), P)  # [B, N, P*P*C]
+        mean = patches.mean(dim=-1, keepdim=True)
+        var = patches.var(dim=-1, keepdim=True, unbiased=False)
+        pred = pred * (var + target_generator.eps).sqrt() + mean
+    return unpatchify(pred, P, (H // P, W // P), C)
 
 
 @MODELS.register_module()
@@ -41,6 +64,8 @@ class MAE(MIMRegressionBase):
     Masks are drawn here (``random_masking``), not taken from the data pipeline,
     so every sample keeps the same number of visible tokens.
     """
+
+    draws_own_mask = True  # the data pipeline's mask is not used in training
 
     def __init__(self,
                  backbone: Union[dict, nn.Module],
@@ -118,11 +143,56 @@ class MAE(MIMRegressionBase):
             x = bb.norm(x)
         return x
 
+    def masking_from(self, mask: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """A given mask ``[B, h, w]`` (or ``[B, N]``) bool, True = masked, with the same
+        number of masked patches in every image -> ``(ids_keep, mask [B, N], ids_restore)``
+        as :meth:`random_masking` returns them."""
+        flat = mask.flatten(1).bool()
+        counts = flat.sum(dim=1)
+        if not bool((counts == counts[0]).all()):
+            raise ValueError(f'MAE: every image must mask the same number of patches, got '
+                             f'{counts.tolist()}')
+        ids_shuffle = torch.argsort(flat.long(), dim=1, stable=True)  # visible first
+        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        ids_keep = ids_shuffle[:, :flat.shape[1] - int(counts[0])]
+        return ids_keep, flat, ids_restore
+
+    def _encode_masked(self, img: Tensor,
+                       mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
+        """Mask (``random_masking`` when ``mask`` is None) and encode the visible patches:
+        img [B, C, H, W] -> (latent [B, E + N_vis, D], mask [B, N] bool, ids_restore [B, N])."""
+        P = self.backbone.patch_size
+        num_patches = (img.shape[-2] // P) * (img.shape[-1] // P)
+        if mask is None:
+            ids_keep, mask, ids_restore = self.random_masking(img.shape[0], num_patches,
+                                                              img.device)
+        else:
+            if mask.flatten(1).shape != (img.shape[0], num_patches):
+                raise ValueError(f'MAE: mask {tuple(mask.shape)} does not cover the '
+                                 f'{num_patches} patches of image {tuple(img.shape)}')
+            ids_keep, mask, ids_restore = self.masking_from(mask.to(img.device))
+        return self.forward_encoder(img, ids_keep), mask, ids_restore
+
     def loss(self, img: Tensor, mask: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """MAE loss; a pipeline mask is ignored (masks are drawn by ``random_masking``)."""
-        num_patches = (img.shape[-2] // self.backbone.patch_size) * \
-            (img.shape[-1] // self.backbone.patch_size)
-        ids_keep, mask, ids_restore = self.random_masking(img.shape[0], num_patches, img.device)
-        latent = self.forward_encoder(img, ids_keep)
+        latent, mask, ids_restore = self._encode_masked(img)
         target = self.target_generator(img)  # [B, N, P*P*C]
         return self.head.loss(latent, target, mask, ids_restore)
+
+    def reconstruct(self, img: Tensor, mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """The decoder's pixels for every patch, as in MAE Fig. 2.
+
+        Args:
+            img: ``[B, C, H, W]`` as ``loss`` takes it.
+            mask: ``[B, h, w]`` bool (True = masked, the same count per image); None draws
+                one with ``random_masking`` as training does.
+
+        Returns:
+            ``pred [B, C, H, W]`` in the space of ``img`` (per-patch normalisation undone,
+            see :func:`prediction_to_pixels`) and ``mask [B, h, w]`` bool.
+        """
+        P = self.backbone.patch_size
+        latent, mask, ids_restore = self._encode_masked(img, mask)
+        pred = self.head(latent, ids_restore)  # [B, N, P*P*C]
+        pixels = prediction_to_pixels(pred, img, self.target_generator)
+        return pixels, mask.reshape(img.shape[0], img.shape[-2] // P, img.shape[-1] // P)

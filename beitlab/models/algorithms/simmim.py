@@ -6,12 +6,13 @@ mask token (here BEiTViT's ``mask`` argument), random masking of 32 px squares a
 ratio 0.6 (``SimMIMMaskGenerator`` in the data pipeline), a one-layer prediction
 head and an l1 loss on the raw pixels of masked patches.
 """
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from torch import Tensor
 
 from beitlab.registry import MODELS
 
+from .mae import prediction_to_pixels
 from .mim_base import MIMRegressionBase
 
 __all__ = ['SimMIM']
@@ -31,12 +32,26 @@ class SimMIM(MIMRegressionBase):
     The mask comes from the data pipeline: ``data_samples[i].mask`` [H/P, W/P] bool.
     """
 
-    def loss(self, img: Tensor, mask: Optional[Tensor]) -> Dict[str, Tensor]:
-        """img: [B, C, H, W]; mask: [B, H/P, W/P] bool, True = masked."""
+    def _masked_patch_tokens(self, img: Tensor, mask: Optional[Tensor]) -> Tensor:
+        """img: [B, C, H, W]; mask: [B, H/P, W/P] bool -> patch tokens [B, N, D]."""
         if mask is None:
             raise ValueError(f'{type(self).__name__}: no data_samples[i].mask; add a mask '
                              'generator to the data pipeline (e.g. SimMIMMaskGenerator)')
         tokens = self.backbone.forward_features(img, mask)  # [B, 1+N, D]
-        patches = tokens[:, self.backbone.num_extra_tokens:]
+        return tokens[:, self.backbone.num_extra_tokens:]
+
+    def loss(self, img: Tensor, mask: Optional[Tensor]) -> Dict[str, Tensor]:
+        """img: [B, C, H, W]; mask: [B, H/P, W/P] bool, True = masked."""
+        patches = self._masked_patch_tokens(img, mask)
         target = self.target_generator(img)  # [B, N, C_t]
         return self.head.loss(patches, target, mask)
+
+    def reconstruct(self, img: Tensor,
+                    mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """The head's pixels for every patch of ``img`` [B, C, H, W] masked by ``mask``
+        [B, H/P, W/P] bool -> ``(pred [B, C, H, W]`` in the space of ``img``, ``mask``);
+        a pixel target only (a ``norm_pix`` target is un-normalised per patch)."""
+        pred = self.head(self._masked_patch_tokens(img, mask))  # [B, N, P*P*C]
+        pixels = prediction_to_pixels(pred, img, self.target_generator)
+        P = self.backbone.patch_size
+        return pixels, mask.bool().reshape(img.shape[0], img.shape[-2] // P, img.shape[-1] // P)
