@@ -106,6 +106,29 @@ def _dalle_hints(path: str, config_key: Optional[str]) -> List[str]:
     ]
 
 
+# Resampling and float rounding may step this far outside [0, 1].
+UNIT_RANGE_TOLERANCE = 1e-3
+
+
+def check_unit_range(img: torch.Tensor, owner: str) -> None:
+    """Every tokenizer reads its view as RGB floats in [0, 1] (registry contract); a view
+    outside that range (beyond :data:`UNIT_RANGE_TOLERANCE`) is an error naming the range
+    found and its likely cause."""
+    low, high = (float(v) for v in torch.aminmax(img.detach().float()))
+    if low >= -UNIT_RANGE_TOLERANCE and high <= 1 + UNIT_RANGE_TOLERANCE:
+        return
+    if low < 0:
+        cause = ('it looks normalised with a mean and std: the tokenizer view must not be '
+                 'normalised (data preprocessor tok_mean=(0, 0, 0), tok_std=(255, 255, 255))')
+    elif high > 2:
+        cause = ('it looks like 0-255 pixel values: divide by 255 (data preprocessor '
+                 'tok_mean=(0, 0, 0), tok_std=(255, 255, 255))')
+    else:
+        cause = 'values slightly above 1: clamp the view to [0, 1]'
+    raise ValueError(f'{owner} expects its input in [0, 1] (RGB floats), got values in '
+                     f'[{low:.4g}, {high:.4g}]; {cause}')
+
+
 def missing_checkpoint_error(tokenizer: Union[type, str], path: str,
                              config_key: Optional[str] = None
                              ) -> TokenizerCheckpointNotFoundError:
@@ -216,6 +239,7 @@ class BaseTokenizer(BaseModule):
         if img.dim() != 4:
             raise ValueError(f'{type(self).__name__}.get_tokens expects [B, C, h, w], '
                              f'got shape {tuple(img.shape)}')
+        check_unit_range(img, type(self).__name__)
         with torch.no_grad() if self.frozen else contextlib.nullcontext():
             tokens = self._get_tokens(img)
         if expected_grid is not None:
