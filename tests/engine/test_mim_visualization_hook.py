@@ -25,19 +25,25 @@ from tests.tools_helpers import REPO_ROOT
 CONFIG = str(REPO_ROOT / 'configs' / 'beit' / 'mim_vit-tiny_1xb8-2it_tiny.py')
 
 
-def test_pictures_reach_the_backends(tmp_path) -> None:
+def train_with_hook(config: str, work_dir):
+    """Two iterations with the hook drawing every iteration; returns the runner, the hook
+    and the last picture the local backend saved (RGB)."""
     from beitlab.engine.runner import BeitlabRunner
     register_all_modules()
-    cfg = Config.fromfile(CONFIG)
-    cfg.work_dir = str(tmp_path)
-    cfg.visualizer.name = f'visualizer-{tmp_path}'
+    cfg = Config.fromfile(config)
+    cfg.work_dir = str(work_dir)
+    cfg.visualizer.name = f'visualizer-{work_dir}'
     cfg.custom_hooks = [dict(type='MIMVisualizationHook', interval=1, num_images=3, scale=2)]
     runner = BeitlabRunner.from_cfg(cfg)
     runner.train()
-    files = sorted(glob.glob(str(tmp_path / '*' / 'vis_data' / 'vis_image' / 'mim_*.png')))
+    files = sorted(glob.glob(str(work_dir / '*' / 'vis_data' / 'vis_image' / 'mim_*.png')))
     assert [f.rsplit('_', 1)[-1] for f in files] == ['1.png', '2.png']
     (hook, ) = [h for h in runner.hooks if isinstance(h, MIMVisualizationHook)]
-    saved = cv2.imread(files[-1])[..., ::-1]
+    return runner, hook, cv2.imread(files[-1])[..., ::-1]
+
+
+def test_pictures_reach_the_backends(tmp_path) -> None:
+    runner, hook, saved = train_with_hook(CONFIG, tmp_path)
     runner.model.eval()
     figure = draw_mim_figure(runner.model, copy.deepcopy(hook._batch), scale=2)
     assert figure.num_images == 3 and figure.labels[:3] == ('image', 'masked\ninput',
@@ -119,18 +125,7 @@ def test_norm_pix_prediction_is_unnormalised_with_the_image_patch() -> None:
 
 
 def test_mae_pictures_reach_the_backends(tmp_path) -> None:
-    from beitlab.engine.runner import BeitlabRunner
-    register_all_modules()
-    cfg = Config.fromfile(MAE_CONFIG)
-    cfg.work_dir = str(tmp_path)
-    cfg.visualizer.name = f'visualizer-{tmp_path}'
-    cfg.custom_hooks = [dict(type='MIMVisualizationHook', interval=1, num_images=3, scale=2)]
-    runner = BeitlabRunner.from_cfg(cfg)
-    runner.train()
-    files = sorted(glob.glob(str(tmp_path / '*' / 'vis_data' / 'vis_image' / 'mim_*.png')))
-    assert [f.rsplit('_', 1)[-1] for f in files] == ['1.png', '2.png']
-    (hook, ) = [h for h in runner.hooks if isinstance(h, MIMVisualizationHook)]
-    saved = cv2.imread(files[-1])[..., ::-1]
+    runner, hook, saved = train_with_hook(MAE_CONFIG, tmp_path)
     runner.model.eval()
     figure = draw_pixel_figure(runner.model, copy.deepcopy(hook._batch), scale=2, seed=0)
     assert figure.num_images == 3 and figure.masked == 3 * 48
