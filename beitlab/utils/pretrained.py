@@ -11,6 +11,7 @@ to the new patch grid. Segmentation and detection adapters reuse
 :func:`transfer_rules`: anything else that differs is an error with one table
 (:mod:`beitlab.utils.strict_load`) unless the caller allows it.
 """
+import math
 import re
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -64,7 +65,7 @@ def transfer_rules(state: Mapping[str, Tensor], target_keys: Iterable[str]
     """The transfer rules for parts that the backbone's own configuration replaces.
 
     Official fine-tuning (``beit/run_class_finetuning.py``, ``beit/semantic_segmentation``)
-    loads a pre-trained encoder into a backbone that differs on purpose in three places,
+    loads a pre-trained encoder into a backbone that differs on purpose in four places,
     and so does :func:`load_pretrained_backbone`:
 
     - the final ``norm.*`` is dropped when the backbone has none (``final_norm=False`` for
@@ -72,16 +73,20 @@ def transfer_rules(state: Mapping[str, Tensor], target_keys: Iterable[str]
     - ``fc_norm.*`` of a mean-pooling backbone starts at its initialisation when the
       checkpoint has none (a pre-training checkpoint never has one);
     - ``mask_token`` starts at its initialisation when the checkpoint has none (fine-tuned
-      official files; the backbone reads it only under a mask, i.e. in pre-training).
+      official files; the backbone reads it only under a mask, i.e. in pre-training);
+    - ``mask_token`` of a pre-training checkpoint is dropped when the backbone has none
+      (``with_mask_token=False``: the official fine-tuning model has no ``[MASK]``).
 
     Returns:
-        the state without the dropped entries, the dropped keys (rule 1) and the keys that
-        start at their initialisation (rules 2 and 3).
+        the state without the dropped entries, the dropped keys (rules 1 and 4) and the keys
+        that start at their initialisation (rules 2 and 3).
     """
     target_keys = set(target_keys)
     state = dict(state)
     dropped = [k for k in state if k.startswith('norm.') and k not in target_keys] \
         if 'norm.weight' in state and 'norm.weight' not in target_keys else []
+    if 'mask_token' in state and 'mask_token' not in target_keys:
+        dropped.append('mask_token')
     for k in dropped:
         del state[k]
     fresh = []
@@ -139,7 +144,11 @@ def load_pretrained_backbone(backbone: nn.Module,
         checkpoint = path_or_state
     state, dropped = extract_backbone_state(_unwrap(checkpoint), prefix)
     target_keys = set(backbone.state_dict())
-    state, unused_norm, fresh = transfer_rules(state, target_keys)
+    state, rule_dropped, fresh = transfer_rules(state, target_keys)
+    # the pre-training [MASK] embedding is dropped like the MIM head; an unused final norm
+    # is reported as not loaded
+    unused_norm = [k for k in rule_dropped if k != 'mask_token']
+    dropped = dropped + [k for k in rule_dropped if k == 'mask_token']
     copied = []
     if SHARED_TABLE in state and SHARED_TABLE not in target_keys:
         copied = sorted((k for k in target_keys if _BLOCK_TABLE.match(k) and k not in state),
@@ -174,13 +183,31 @@ def official_classifier_to_beitlab(state: Mapping[str, Tensor]) -> Dict[str, Ten
     return out
 
 
+def _index_for_table(key: str, table: Tensor) -> Tensor:
+    """The ``relative_position_index`` buffer official BEiT saves next to a bias table
+    ``[(2H-1)(2W-1)+3, heads]`` of a square grid."""
+    from beitlab.models.backbones.rel_pos_bias import build_relative_position_index
+    side = math.isqrt(table.shape[0] - 3)
+    if side * side != table.shape[0] - 3 or side % 2 == 0:
+        raise ValueError(f'{key!r} of shape {tuple(table.shape)} is not the table of a square '
+                         'grid ((2H-1)^2 + 3 rows); the official layout needs its index')
+    return build_relative_position_index((side + 1) // 2)
+
+
 def beitlab_classifier_to_official(state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
     """``ImageClassifier`` state dict -> official fine-tuned BEiT layout (to save under
-    ``{'model': ...}``)."""
+    ``{'model': ...}``), loadable with ``strict=True`` into the official fine-tuning
+    ``VisionTransformer`` (``beit/modeling_finetune.py``): no ``mask_token`` (that model has
+    none), and the ``relative_position_index`` buffer it saves next to every bias table."""
     out = {}
     for k, v in _unwrap(state).items():
+        if k == 'backbone.mask_token':
+            continue
         if k.startswith('backbone.'):
             out[k[len('backbone.'):]] = v
+            if k.endswith('relative_position_bias_table'):
+                index_key = k[len('backbone.'):-len('bias_table')] + 'index'
+                out[index_key] = _index_for_table(k, v)
         elif k.startswith('head.fc.'):
             out['head.' + k[len('head.fc.'):]] = v
         elif k.startswith('data_preprocessor.'):

@@ -17,7 +17,7 @@ model = dict(
     type='ImageClassifier',
     pretrained='checkpoints/beit_vit-b-p16_in1k_mim.pth',   # beitlab MIM or official BEiT file
     backbone=dict(
-        type='BEiTViT', arch='base', img_size=img_size, patch_size=16,
+        type='BEiTViT', arch='base', img_size=img_size, patch_size=16, with_mask_token=False,
         out_type='avg_featmap', use_abs_pos_emb=False, use_rel_pos_bias=True,
         layer_scale_init_value=0.1, drop_path_rate=0.1),
     head=dict(type='ClsHead', num_classes=num_classes, in_channels=768, init_scale=1e-3,

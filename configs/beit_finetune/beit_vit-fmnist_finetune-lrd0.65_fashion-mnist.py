@@ -21,6 +21,7 @@ model = dict(
     pretrained='checkpoints/beit_fashion-mnist.pth',
     backbone=dict(
         type='BEiTViT',
+        with_mask_token=False,         # the official fine-tuning model has no [MASK]
         arch=dict(embed_dims=192, num_layers=6, num_heads=3, feedforward_channels=768),
         img_size=img_size, patch_size=4,
         out_type='avg_featmap',        # mean of patch tokens + fc_norm (official BEiT)

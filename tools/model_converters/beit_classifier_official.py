@@ -7,10 +7,12 @@
 
 Official fine-tuned checkpoints hold ``{'model': {...}}`` with the backbone names at top level
 (as in pre-training), ``fc_norm.{weight,bias}`` for mean pooling and ``head.{weight,bias}``;
-in beitlab these are ``backbone.*`` and ``head.fc.*``. ``relative_position_index`` buffers
-are dropped (rebuilt). Files are read with ``weights_only=True``. The mapping lives in
-:mod:`beitlab.utils.pretrained`. An existing output is replaced only with ``--force`` (never
-when it is the input), atomically.
+in beitlab these are ``backbone.*`` and ``head.fc.*``. Importing drops the official
+``relative_position_index`` buffers (beitlab computes them; they are not in its state dict);
+exporting writes them next to every bias table and leaves out ``mask_token``, so the result
+loads with ``strict=True`` into the official fine-tuning model. Files are read with
+``weights_only=True``. The mapping lives in :mod:`beitlab.utils.pretrained`. An existing
+output is replaced only with ``--force`` (never when it is the input), atomically.
 """
 import argparse
 import os.path as osp

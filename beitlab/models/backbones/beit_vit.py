@@ -236,6 +236,9 @@ class BEiTViT(BaseModule):
         drop_path_rate: stochastic depth of the last layer; rises linearly from 0.
         final_norm: LayerNorm ``norm`` after the last layer (not with ``avg_featmap``).
         with_cls_token: prepend the CLS token.
+        with_mask_token: create the learnable ``[MASK]`` embedding ``mask_token``; only a
+            backbone that masks its input needs it (pre-training). Fine-tuning and downstream
+            configs set False, so their state dict is the official fine-tuning model's.
         frozen_stages: -1 freezes nothing; k >= 0 freezes the embeddings (patch, CLS,
             [MASK], position, shared relative bias) and the first k layers; k = L also
             the final norm.
@@ -271,6 +274,7 @@ class BEiTViT(BaseModule):
                  drop_path_rate: float = 0.,
                  final_norm: bool = True,
                  with_cls_token: bool = True,
+                 with_mask_token: bool = True,
                  frozen_stages: int = -1,
                  init_cfg: Optional[Union[dict, List[dict]]] = None,
                  window_size: int = 0,
@@ -306,7 +310,7 @@ class BEiTViT(BaseModule):
         D = self.embed_dims
         self.patch_embed = PatchEmbed(in_channels, D, patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if with_cls_token else None
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, D))
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, D)) if with_mask_token else None
         self.pos_embed = nn.Parameter(torch.zeros(1, self.num_extra_tokens + self.num_patches, D)) \
             if use_abs_pos_emb else None
         self.pos_drop = nn.Dropout(drop_rate)
@@ -480,6 +484,9 @@ class BEiTViT(BaseModule):
                 f'beitlab.models.backbones.rel_pos_bias.resize_pos_embed')
         tokens = self.patch_embed(x)  # [B, N, D]
         if mask is not None:
+            if self.mask_token is None:
+                raise ValueError('a mask was given to a BEiTViT built with with_mask_token=False; '
+                                 'build it with with_mask_token=True to mask its input')
             mask = self._check_mask(mask, b, grid)
             tokens = torch.where(mask.unsqueeze(-1), self.mask_token.to(tokens.dtype), tokens)
         if self.cls_token is not None:

@@ -11,6 +11,7 @@ model = dict(
         pad_size_divisor=32),
     backbone=dict(
         type='BEiTViT',
+        with_mask_token=False,  # the downstream backbone never masks its input
         arch=dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
         img_size=1024,
         patch_size=16,

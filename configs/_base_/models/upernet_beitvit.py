@@ -18,6 +18,7 @@ model = dict(
     data_preprocessor=data_preprocessor,
     backbone=dict(
         type='BEiTViT',  # arch set by each config: 'base', 'large' or a dict
+        with_mask_token=False,  # the downstream backbone never masks its input
         img_size=640,
         patch_size=16,
         out_indices=(3, 5, 7, 11),
