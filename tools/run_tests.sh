@@ -17,5 +17,6 @@ echo ">>> ruff check beitlab tools tests projects configs"
 
 echo ">>> pytest"
 # Without a path pytest collects tests/ (testpaths in pyproject.toml); it exits 5 when it
-# collects nothing, so an empty run fails too. -rfEs lists every failure, error and skip (with its reason) at the end.
+# collects nothing, so an empty run fails too. -rfEs lists every failure, error and skip
+# (with its reason) at the end.
 exec .venv/bin/python -m pytest -q -rfEs -p no:cacheprovider "$@"
