@@ -12,26 +12,10 @@ from mmengine.registry import DefaultScope
 from beitlab.registry import MODELS
 from beitlab.utils import register_all_modules
 from beitlab.utils.pretrained import beitlab_classifier_to_official, official_classifier_to_beitlab
+from tests.models.test_beit_vit import official_index  # the official Attention's index
 from tests.tools_helpers import REPO_ROOT
 
 TINY = REPO_ROOT / 'configs/beit_finetune/beit_vit-fmnist_finetune-lrd0.65_fashion-mnist_tiny.py'
-
-
-def official_relative_position_index(side: int) -> torch.Tensor:
-    """``Attention.__init__`` of the official fine-tuning model, for a ``side x side`` grid."""
-    coords = torch.stack(torch.meshgrid(torch.arange(side), torch.arange(side), indexing='ij'))
-    flat = torch.flatten(coords, 1)
-    rel = (flat[:, :, None] - flat[:, None, :]).permute(1, 2, 0).contiguous()
-    rel[:, :, 0] += side - 1
-    rel[:, :, 1] += side - 1
-    rel[:, :, 0] *= 2 * side - 1
-    num_relative_distance = (2 * side - 1) ** 2 + 3
-    index = torch.zeros((side * side + 1, ) * 2, dtype=rel.dtype)
-    index[1:, 1:] = rel.sum(-1)
-    index[0, 0:] = num_relative_distance - 3
-    index[0:, 0] = num_relative_distance - 2
-    index[0, 0] = num_relative_distance - 1
-    return index
 
 
 def official_finetune_state_shapes(depth: int, dim: int, hidden: int, heads: int, side: int,
@@ -77,7 +61,7 @@ def test_exported_classifier_has_exactly_the_official_state_dict() -> None:
     for i in range(2):
         index = official[f'blocks.{i}.attn.relative_position_index']
         assert index.dtype == torch.int64
-        assert torch.equal(index, official_relative_position_index(8))
+        assert torch.equal(index, official_index(8, 8))
 
 
 def test_official_classifier_loads_strictly_and_round_trips() -> None:
