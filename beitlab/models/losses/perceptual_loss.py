@@ -17,7 +17,6 @@ from torch import Tensor, nn
 
 from beitlab.registry import MODELS
 from beitlab.utils.frozen_network import FrozenNetworkMixin, build_frozen_network
-from beitlab.utils.strict_load import load_checkpoint_strict
 
 __all__ = ['PerceptualLoss']
 
@@ -58,13 +57,10 @@ class PerceptualLoss(FrozenNetworkMixin, nn.Module):
         # held outside the module tree: no parameters, no state-dict entries
         if isinstance(network, dict):
             network = dict(dict(type='BEiTViT'), **network)
-        net = build_frozen_network(network)
-        if checkpoint is not None:
-            load_checkpoint_strict(
-                net, checkpoint, prefix,
-                target=f'the perceptual network ({type(net).__name__}, keys under {prefix!r})',
-                extra_hints=['the network config must build what the checkpoint holds under '
-                             'prefix (same arch, img_size, patch_size and flags)'])
+        net = build_frozen_network(
+            network, checkpoint, prefix, role='perceptual network',
+            hints=['the network config must build what the checkpoint holds under prefix '
+                   '(same arch, img_size, patch_size and flags)'])
         self.set_frozen('network', net)
         self.layer_weights = None if layer_weights is None else list(layer_weights)
         self.normalize_features = normalize_features

@@ -19,7 +19,6 @@ from torch import Tensor, nn
 
 from beitlab.registry import MODELS, TOKENIZERS
 from beitlab.utils.frozen_network import FrozenNetworkMixin, build_frozen_network
-from beitlab.utils.strict_load import load_checkpoint_strict
 
 from .base import BaseTokenizer
 from .quantizer import VectorQuantizer
@@ -112,15 +111,11 @@ class VQKD(FrozenNetworkMixin, BaseTokenizer):
             teacher = _with_default_type(teacher)
         teacher_net = None
         if teacher is not None and not self.frozen:
-            teacher_net = build_frozen_network(teacher)
-            if teacher_checkpoint is not None:
-                load_checkpoint_strict(
-                    teacher_net, teacher_checkpoint, teacher_prefix,
-                    target=f'the VQKD teacher ({type(teacher_net).__name__}, keys under '
-                           f'{teacher_prefix!r})',
-                    extra_hints=['the teacher config must build the network the checkpoint '
-                                 'holds under teacher_prefix (same arch, img_size, patch_size, '
-                                 'position embedding and bias flags, layer scale, final norm)'])
+            teacher_net = build_frozen_network(
+                teacher, teacher_checkpoint, teacher_prefix, role='VQKD teacher',
+                hints=['the teacher config must build the network the checkpoint holds under '
+                       'teacher_prefix (same arch, img_size, patch_size, position embedding '
+                       'and bias flags, layer scale, final norm)'])
         self.set_frozen('teacher', teacher_net)
         if teacher_dims is None:
             if teacher is None:
