@@ -105,21 +105,20 @@ class MIMVisualizationHook(Hook):
     def draw(self, runner, step: int) -> np.ndarray:
         """Draw the figure, send it to the backends and return it (``[H, W, 3]`` uint8 RGB)."""
         model = self._model(runner)
-        if self._pixels:
-            with preserved_training_state(model):
-                figure = draw_pixel_figure(model, copy.deepcopy(self._batch), scale=self.scale,
-                                           seed=self.seed)
-            runner.visualizer.add_image(self.name, figure.image, step=step)
-            self.last_mse = figure.mse
-            runner.logger.info(f'MIM picture {self.name!r} at iteration {step}: reconstruction '
-                               f'MSE {figure.mse:.4f} on {figure.masked} masked patches of '
-                               f'{figure.num_images} images')
-            return figure.image
+        batch = copy.deepcopy(self._batch)
         with preserved_training_state(model):
-            figure = draw_mim_figure(model, copy.deepcopy(self._batch), scale=self.scale)
+            if self._pixels:
+                figure = draw_pixel_figure(model, batch, scale=self.scale, seed=self.seed)
+            else:
+                figure = draw_mim_figure(model, batch, scale=self.scale)
+        if self._pixels:
+            self.last_mse = figure.mse
+            summary = f'reconstruction MSE {figure.mse:.4f} on {figure.masked} masked patches'
+        else:
+            self.last_accuracy = figure.accuracy
+            summary = (f'masked-token accuracy {figure.hits}/{figure.masked} = '
+                       f'{figure.accuracy:.4f}')
         runner.visualizer.add_image(self.name, figure.image, step=step)
-        self.last_accuracy = figure.accuracy
-        runner.logger.info(f'MIM picture {self.name!r} at iteration {step}: masked-token accuracy '
-                           f'{figure.hits}/{figure.masked} = {figure.accuracy:.4f} on '
+        runner.logger.info(f'MIM picture {self.name!r} at iteration {step}: {summary}, '
                            f'{figure.num_images} images')
         return figure.image
