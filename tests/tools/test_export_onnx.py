@@ -37,15 +37,15 @@ def test_export_equals_pytorch_at_two_batch_sizes(tmp_path, config, part, expect
     assert {p.key for p in proto.metadata_props} >= {'mean', 'std', 'input_channels'}
 
     model = init_model(config, str(ckpt))
-    session = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
-    assert len(session.get_outputs()) == expected_outputs
+    onnx_model = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
+    assert len(onnx_model.get_outputs()) == expected_outputs
     gen = torch.Generator().manual_seed(1)
     for batch in (2, 5):                                    # sizes the export never saw
         x = torch.randn(batch, 3, 32, 32, generator=gen)
         with torch.no_grad():
             ref = model(x, mode='tensor') if part == 'classifier' else model.backbone(x)
         ref = [ref] if isinstance(ref, torch.Tensor) else list(ref)
-        got = session.run(None, {'input': x.numpy()})
+        got = onnx_model.run(None, {'input': x.numpy()})
         for r, g in zip(ref, got):
             assert tuple(g.shape) == tuple(r.shape)
             assert float((torch.from_numpy(g) - r).abs().max()) <= 1e-4

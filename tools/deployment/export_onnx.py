@@ -92,8 +92,8 @@ def check_with_onnxruntime(path: str, module: nn.Module, input_shape: Sequence[i
                            batch_sizes: Sequence[int], seed: int = 0) -> List[float]:
     """Largest absolute difference between onnxruntime and PyTorch at each batch size."""
     ort = _require('onnxruntime')
-    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
-    name = session.get_inputs()[0].name
+    onnx_model = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    name = onnx_model.get_inputs()[0].name
     gen = torch.Generator().manual_seed(seed)
     diffs = []
     for b in batch_sizes:
@@ -101,7 +101,7 @@ def check_with_onnxruntime(path: str, module: nn.Module, input_shape: Sequence[i
         with torch.no_grad():
             ref = module(x)
         ref = [ref] if isinstance(ref, Tensor) else list(ref)
-        got = session.run(None, {name: x.numpy()})
+        got = onnx_model.run(None, {name: x.numpy()})
         if len(got) != len(ref):
             raise RuntimeError(f'{path}: {len(got)} outputs, PyTorch gives {len(ref)}')
         diff = 0.0
