@@ -60,3 +60,12 @@ def test_refuses_to_overwrite_and_a_non_classifier(tmp_path) -> None:
     assert proc.returncode == 1 and '--force' in proc.stderr and out.read_bytes() == b'old'
     proc = run_tool('deployment/export_onnx.py', BACKBONE, 'none', tmp_path / 'y.onnx', check=False)
     assert proc.returncode == 1 and '--part backbone' in proc.stderr
+
+
+def test_a_failed_check_leaves_the_existing_output(tmp_path) -> None:
+    out = tmp_path / 'x.onnx'
+    out.write_bytes(b'old')
+    proc = run_tool('deployment/export_onnx.py', CLASSIFIER, 'none', out, '--force',
+                    '--tolerance', '0', check=False)
+    assert proc.returncode == 1 and 'nothing was written' in proc.stderr
+    assert out.read_bytes() == b'old' and sorted(p.name for p in tmp_path.iterdir()) == ['x.onnx']

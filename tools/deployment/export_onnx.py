@@ -19,7 +19,7 @@ printed, and above ``--tolerance`` the tool fails (the file is kept for inspecti
 Needs the optional packages ``onnx`` and ``onnxruntime``.
 """
 import argparse
-import os
+import io
 import os.path as osp
 import sys
 from typing import List, Optional, Sequence
@@ -31,7 +31,7 @@ from torch import Tensor, nn
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from beitlab.apis import init_model  # noqa: E402
-from beitlab.utils.atomic_io import check_output_path  # noqa: E402
+from beitlab.utils.atomic_io import atomic_write_bytes, check_output_path  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 from beitlab.utils.runtime import ConfigOptionsAction  # noqa: E402
 
@@ -143,13 +143,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     example = torch.randn(2, *input_shape)
     outputs = output_names(module, example)
     dynamic = {'input': {0: 'batch'}, **{n: {0: 'batch'} for n in outputs}}
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    buffer = io.BytesIO()
     with torch.no_grad():
-        torch.onnx.export(module, (example, ), args.out, input_names=['input'],
+        torch.onnx.export(module, (example, ), buffer, input_names=['input'],
                           output_names=outputs, dynamic_axes=dynamic, opset_version=args.opset,
                           dynamo=False)
-
-    proto = onnx.load(args.out)
+    proto = onnx.load_from_string(buffer.getvalue())
     onnx.checker.check_model(proto)
     prep = model.data_preprocessor
     prep_cfg = model.cfg.model.get('data_preprocessor') or {}
@@ -163,17 +162,21 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save(proto, args.out)
 
-    diffs = check_with_onnxruntime(args.out, module, input_shape, args.batch_sizes)
-    for b, d in zip(args.batch_sizes, diffs):
-        print(f'batch {b}: max abs diff onnxruntime vs PyTorch {d:.3e}')
+    def check(temp_path: str) -> None:
+        """onnxruntime on the written file, before it replaces ``args.out``."""
+        diffs = check_with_onnxruntime(temp_path, module, input_shape, args.batch_sizes)
+        for b, d in zip(args.batch_sizes, diffs):
+            print(f'batch {b}: max abs diff onnxruntime vs PyTorch {d:.3e}')
+        worst = max(diffs)
+        if worst > args.tolerance:
+            raise RuntimeError(f'{args.out}: onnxruntime differs from PyTorch by {worst:.3e} > '
+                               f'--tolerance {args.tolerance:g}; nothing was written')
+
+    # a failing export or check leaves an existing OUT.onnx as it was
+    atomic_write_bytes(args.out, proto.SerializeToString(), verify=check)
     print(f'exported {args.part} of {args.config} (opset {args.opset}, dynamic batch, input '
           f'[B, {", ".join(map(str, input_shape))}], outputs {outputs}) to {args.out}')
-    worst = max(diffs)
-    if worst > args.tolerance:
-        raise RuntimeError(f'{args.out}: onnxruntime differs from PyTorch by {worst:.3e} > '
-                           f'--tolerance {args.tolerance:g}')
 
 
 if __name__ == '__main__':
