@@ -1,11 +1,11 @@
 """Build-time checks shared by the mask generators: a mask that hides no patch gives a
 MIM loss of 0 (or NaN) and teaches nothing; one that hides every patch leaves the model
 nothing to see. Nothing here registers."""
-import random
 from typing import Any, Callable
 
 import numpy as np
-import torch
+
+from beitlab.utils.random_state import preserved_random_state
 
 __all__ = ['check_mask_count', 'probe_masks']
 
@@ -36,13 +36,8 @@ def probe_masks(generator: Callable[[], Any], draws: int = 4) -> None:
     ``ValueError`` naming it when none masks a patch or all mask every patch, or when a
     mask is not a 2-D array. The global ``random`` / numpy / torch states are restored, so
     the data order of a seeded run does not change."""
-    states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
-    try:
+    with preserved_random_state():
         masks = [np.asarray(generator(), dtype=bool) for _ in range(draws)]
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.random.set_rng_state(states[2])
     name = repr(generator)
     if any(m.ndim != 2 for m in masks):
         raise ValueError(f'{name}: a mask must be a [H/P, W/P] array, got shape '

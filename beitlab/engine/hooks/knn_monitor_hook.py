@@ -18,7 +18,6 @@ the same numbers.
 """
 import contextlib
 import copy
-import random
 import time
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -34,6 +33,7 @@ from torch import Tensor, nn
 
 from beitlab.apis.features import layer_features, normalize_layers
 from beitlab.registry import DATASETS, HOOKS, MODELS
+from beitlab.utils.random_state import preserved_random_state
 
 __all__ = ['KNNMonitorHook', 'knn_top1', 'knn_predict', 'preserved_training_state',
            'FASHION_MNIST_PIPELINE']
@@ -104,24 +104,14 @@ def knn_top1(train_feats: Tensor, train_labels: Tensor, val_feats: Tensor, val_l
 def preserved_training_state(model: nn.Module) -> Iterator[None]:
     """Run a block in eval mode under ``no_grad``, then put back every module's training
     flag and the torch (CPU and CUDA), numpy and Python random states."""
-    torch_state = torch.get_rng_state()
-    cuda_state = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and \
-        torch.cuda.is_initialized() else None
-    np_state = np.random.get_state()
-    py_state = random.getstate()
     modes = [(m, m.training) for m in model.modules()]
     try:
         model.eval()
-        with torch.no_grad():
+        with preserved_random_state(), torch.no_grad():
             yield
     finally:
         for module, mode in modes:
             module.training = mode
-        torch.set_rng_state(torch_state)
-        if cuda_state is not None:
-            torch.cuda.set_rng_state_all(cuda_state)
-        np.random.set_state(np_state)
-        random.setstate(py_state)
 
 
 class _LabelledSet:
