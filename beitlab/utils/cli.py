@@ -21,7 +21,7 @@ import re
 import sys
 from typing import Callable, List, NoReturn, Sequence
 
-__all__ = ['DEBUG_ENV', 'HintedError', 'UserInputError', 'debug_requested', 'hint_lines',
+__all__ = ['DEBUG_ENV', 'HintedError', 'debug_requested', 'hint_lines',
            'one_line_message', 'run_cli']
 
 DEBUG_ENV = 'BEITLAB_DEBUG'
@@ -29,15 +29,8 @@ DEBUG_ENV = 'BEITLAB_DEBUG'
 # Errors whose message is meant for the user: bad paths, names, values, checkpoints.
 USER_ERROR_TYPES = (OSError, KeyError, ValueError, TypeError, RuntimeError, ImportError,
                     AssertionError)
-# mmengine's builders re-raise with "class `X` in path/to/module.py: " in front of the
-# original message; the innermost message is the one that says what is wrong.
-_BUILD_PREFIX = re.compile(r'class `[^`]+` in [^:]+: ')
 # "[Errno 2] No such file or directory: 'x'" reads better without the errno.
 _ERRNO_PREFIX = re.compile(r'^\[Errno \d+\] ')
-
-
-class UserInputError(ValueError):
-    """A value given by the user (a path, a name, an option) that cannot be used."""
 
 
 class HintedError(Exception):
@@ -62,15 +55,15 @@ def debug_requested() -> bool:
 
 
 def one_line_message(err: BaseException) -> str:
-    """The error's message on one line, without mmengine's nested ``class ... in ...:``
-    prefixes and without the quotes ``KeyError`` adds."""
+    """The error's message on one line (a :class:`HintedError`: its message without the
+    hints), without the quotes ``KeyError`` adds or an ``[Errno N]`` prefix."""
     if isinstance(err, HintedError) and err.hints:
         text = err.message
     elif isinstance(err, KeyError) and len(err.args) == 1:
         text = err.args[0]
     else:
         text = str(err)
-    text = _ERRNO_PREFIX.sub('', _BUILD_PREFIX.sub('', str(text)))
+    text = _ERRNO_PREFIX.sub('', str(text))
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     text = ' '.join(lines) or type(err).__name__
     if isinstance(err, FileNotFoundError) and err.filename and str(err.filename) not in text:
