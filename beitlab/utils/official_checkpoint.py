@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from beitlab.models.backbones.rel_pos_bias import build_relative_position_index
+from beitlab.utils.checkpoint import safe_torch_load
 
 __all__ = [
     'CheckpointKeyError', 'validate_official_state_dict', 'infer_backbone_config',
@@ -274,7 +275,7 @@ def beitlab_to_official(state_dict: Dict[str, Tensor], meta: Optional[Dict[str, 
 
 def load_official_checkpoint(path: str) -> Dict[str, Tensor]:
     """The ``model`` (or ``module``) state dict of an official checkpoint file."""
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    ckpt = safe_torch_load(path)
     if isinstance(ckpt, dict):
         for key in ('model', 'module'):
             if key in ckpt and isinstance(ckpt[key], dict):
@@ -286,9 +287,7 @@ def load_official_checkpoint(path: str) -> Dict[str, Tensor]:
 
 def load_beitlab_checkpoint(path: str) -> Tuple[Dict[str, Tensor], Dict[str, Any]]:
     """``(state_dict, meta)`` of a beitlab (or mmengine Runner) checkpoint file."""
-    from beitlab.utils.checkpoint import MMENGINE_SAFE_GLOBALS
-    with torch.serialization.safe_globals(MMENGINE_SAFE_GLOBALS):
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    ckpt = safe_torch_load(path)  # its allow-list covers mmengine Runner checkpoints
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get('state_dict'), dict):
         found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise KeyError(f"{path!r} is not a beitlab checkpoint: expected a dict with key "

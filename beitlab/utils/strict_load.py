@@ -353,10 +353,8 @@ def load_checkpoint_strict(module: nn.Module, path: str, prefix: str = '',
         KeyError: no key of the file starts with ``prefix``.
         StrictLoadError: the weights do not fit ``module``.
     """
-    from .checkpoint import MMENGINE_SAFE_GLOBALS, safe_torch_load
-    # mmengine training checkpoints carry a few logging types: allow exactly those
-    with torch.serialization.safe_globals(MMENGINE_SAFE_GLOBALS):
-        checkpoint = safe_torch_load(path, map_location='cpu')
+    from .checkpoint import safe_torch_load  # its allow-list covers mmengine checkpoints
+    checkpoint = safe_torch_load(path, map_location='cpu')
     state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, Mapping) \
         else checkpoint
     if not isinstance(state, Mapping):

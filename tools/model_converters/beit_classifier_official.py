@@ -23,7 +23,7 @@ from typing import List, Optional
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from beitlab.utils.atomic_io import atomic_torch_save, check_output_path  # noqa: E402
-from beitlab.utils.checkpoint import install_safe_checkpoint_loading, safe_torch_load  # noqa: E402
+from beitlab.utils.checkpoint import safe_torch_load  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 from beitlab.utils.pretrained import beitlab_classifier_to_official, official_classifier_to_beitlab  # noqa: E402
 
@@ -36,7 +36,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--force', action='store_true', help='replace an existing dst')
     args = parser.parse_args(argv)
     check_output_path(args.dst, [args.src], force=args.force)
-    install_safe_checkpoint_loading()  # mmengine checkpoints carry its logging types
     ckpt = safe_torch_load(args.src)
     if args.direction == 'to-beitlab':
         out = {'state_dict': official_classifier_to_beitlab(ckpt),

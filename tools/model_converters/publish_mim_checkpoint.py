@@ -21,7 +21,6 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from beitlab.utils import (  # noqa: E402
     atomic_torch_save,
     check_output_path,
-    install_safe_checkpoint_loading,
     safe_torch_load,
 )
 from beitlab.utils.cli import run_cli  # noqa: E402
@@ -36,7 +35,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--force', action='store_true', help='replace an existing dst')
     args = parser.parse_args(argv)
     check_output_path(args.dst, [args.src], force=args.force)
-    install_safe_checkpoint_loading()
     ckpt = safe_torch_load(args.src)
     state = ckpt.get('state_dict', ckpt)
     kept = {k: v for k, v in state.items() if k.startswith(tuple(args.prefixes))}

@@ -3,7 +3,7 @@ from typing import Sequence, Tuple
 
 import torch
 
-from beitlab.utils.checkpoint import MMENGINE_SAFE_GLOBALS, safe_torch_load
+from beitlab.utils.checkpoint import safe_torch_load
 
 __all__ = ['check_token_grid', 'check_vocab_size', 'load_tokenizer_state_dict']
 
@@ -43,9 +43,7 @@ def load_tokenizer_state_dict(path: str, prefixes: Tuple[str, ...] = ('tokenizer
     checkpoints included); a prefix shared by every key (``tokenizer.`` from
     ``TokenizerTrainer`` checkpoints) is stripped.
     """
-    # mmengine training checkpoints carry a few logging types: allow exactly those
-    with torch.serialization.safe_globals(MMENGINE_SAFE_GLOBALS):
-        ckpt = safe_torch_load(path)
+    ckpt = safe_torch_load(path)  # its allow-list covers mmengine training checkpoints
     state_dict = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state_dict, dict) or not all(
             isinstance(v, torch.Tensor) for v in state_dict.values()):
