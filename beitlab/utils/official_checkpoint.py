@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from beitlab.models.backbones.rel_pos_bias import build_relative_position_index
+from beitlab.ops.relative_position import build_relative_position_index
 from beitlab.utils.checkpoint import safe_torch_load
 
 __all__ = [

@@ -186,7 +186,7 @@ def official_classifier_to_beitlab(state: Mapping[str, Tensor]) -> Dict[str, Ten
 def _index_for_table(key: str, table: Tensor) -> Tensor:
     """The ``relative_position_index`` buffer official BEiT saves next to a bias table
     ``[(2H-1)(2W-1)+3, heads]`` of a square grid."""
-    from beitlab.models.backbones.rel_pos_bias import build_relative_position_index
+    from beitlab.ops.relative_position import build_relative_position_index
     side = math.isqrt(table.shape[0] - 3)
     if side * side != table.shape[0] - 3 or side % 2 == 0:
         raise ValueError(f'{key!r} of shape {tuple(table.shape)} is not the table of a square '

@@ -21,8 +21,8 @@ from mmengine.structures import PixelData
 
 import beitlab.downstream.mmseg_adapter as adapter
 from beitlab.models.backbones.beit_vit import BEiTViT
-from beitlab.models.backbones.rel_pos_bias import resize_pos_embed, resize_rel_pos_bias_table
 from beitlab.models.necks.multiscale_neck import ViTMultiScaleNeck
+from beitlab.ops.relative_position import resize_pos_embed, resize_rel_pos_bias_table
 from beitlab.utils.pretrained import load_pretrained_backbone
 
 from ..tools_helpers import FASHION_MNIST_SUBSET, REPO_ROOT, run_tool

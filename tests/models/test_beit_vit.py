@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from beitlab.models.backbones.beit_vit import BEiTViT
-from beitlab.models.backbones.rel_pos_bias import (
+from beitlab.ops.relative_position import (
     build_relative_position_index,
     resize_pos_embed,
     resize_rel_pos_bias_table,

@@ -13,7 +13,7 @@ import pytest
 import torch
 from scipy.interpolate import make_interp_spline
 
-from beitlab.models.backbones.rel_pos_bias import resize_rel_pos_bias_table
+from beitlab.ops.relative_position import resize_rel_pos_bias_table
 
 
 def official_resize(table: torch.Tensor, src_grid: int, dst_grid: int) -> torch.Tensor:

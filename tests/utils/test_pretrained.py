@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from beitlab.models.backbones.beit_vit import BEiTViT
-from beitlab.models.backbones.rel_pos_bias import resize_rel_pos_bias_table
+from beitlab.ops.relative_position import resize_rel_pos_bias_table
 from beitlab.utils.pretrained import (
     beitlab_classifier_to_official,
     load_pretrained_backbone,

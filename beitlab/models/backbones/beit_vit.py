@@ -15,10 +15,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from beitlab.registry import MODELS
-
-from .rel_pos_bias import (
-    RelativePositionBias,
+from beitlab.ops.relative_position import (
     build_relative_position_index,
     num_relative_distance,
     relative_position_bias_for_grid,
@@ -26,6 +23,9 @@ from .rel_pos_bias import (
     resize_rel_pos_bias_table,
     to_2tuple_grid,
 )
+from beitlab.registry import MODELS
+
+from .rel_pos_bias import RelativePositionBias
 from .window_attention import iter_windowed_layers
 
 __all__ = ['BEiTViT', 'BEiTAttention', 'BEiTBlock', 'PatchEmbed', 'Mlp', 'DropPath']
