@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from beitlab.datasets.transforms.two_view import GenerateMask
 from beitlab.masking.blockwise import BlockwiseMaskGenerator
+from beitlab.masking.generate_mask import GenerateMask
 from beitlab.masking.random import RandomMaskGenerator
 from beitlab.masking.simmim import SimMIMMaskGenerator
 from beitlab.registry import MODELS

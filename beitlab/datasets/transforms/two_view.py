@@ -13,10 +13,9 @@ import torch
 from mmcv.transforms import BaseTransform
 from mmengine.structures import BaseDataElement
 
-from beitlab.masking.checks import probe_masks
-from beitlab.registry import MASK_GENERATORS, TRANSFORMS
+from beitlab.registry import TRANSFORMS
 
-__all__ = ['TwoViewRandomResizedCrop', 'GenerateMask', 'PackTwoViewInputs']
+__all__ = ['TwoViewRandomResizedCrop', 'PackTwoViewInputs']
 
 
 def _pair(x: Union[int, Sequence[int]]) -> tuple[int, int]:
@@ -102,33 +101,6 @@ class TwoViewRandomResizedCrop(BaseTransform):
         return (f'{self.__class__.__name__}(size={self.size}, second_size={self.second_size}, '
                 f'scale={self.scale}, ratio={self.ratio}, interpolation={self.interpolation!r}, '
                 f'second_interpolation={self.second_interpolation!r})')
-
-
-@TRANSFORMS.register_module()
-class GenerateMask(BaseTransform):
-    """Draw the MIM mask for this sample with a registered mask generator (BEiT Sec. 2.5).
-
-    Args:
-        mask_generator: a MASK_GENERATORS config (e.g. ``BlockwiseMaskGenerator``) or object.
-            A few trial masks are drawn when the transform is built (random states kept);
-            a generator whose masks hide no patch, or every patch, is a ``ValueError``.
-
-    Writes ``mask``: [H/P, W/P] bool numpy array, True = masked, row-major.
-    """
-
-    def __init__(self, mask_generator: Union[dict, object]) -> None:
-        self.mask_generator = (MASK_GENERATORS.build(mask_generator)
-                               if isinstance(mask_generator, dict) else mask_generator)
-        # a generator (also one from projects/) whose masks hide nothing or everything is
-        # a config error: fail when the pipeline is built, not with a loss of 0
-        probe_masks(self.mask_generator)
-
-    def transform(self, results: dict) -> dict:
-        results['mask'] = np.asarray(self.mask_generator(), dtype=bool)
-        return results
-
-    def __repr__(self) -> str:
-        return f'{self.__class__.__name__}(mask_generator={self.mask_generator!r})'
 
 
 @TRANSFORMS.register_module()

@@ -6,7 +6,8 @@ from mmengine.dataset import default_collate, pseudo_collate
 from PIL import Image
 
 from beitlab.datasets.transforms.color_jitter import ColorJitter
-from beitlab.datasets.transforms.two_view import GenerateMask, PackTwoViewInputs, TwoViewRandomResizedCrop
+from beitlab.datasets.transforms.two_view import PackTwoViewInputs, TwoViewRandomResizedCrop
+from beitlab.masking.generate_mask import GenerateMask
 from beitlab.models.data_preprocessors.two_view_preprocessor import TwoViewDataPreprocessor
 from beitlab.utils import register_all_modules
 
