@@ -14,11 +14,18 @@ COMPONENT_PACKAGES = (
     'beitlab.visualization',
 )
 
+# Modules inside those packages that build on an optional downstream library (mmseg, mmdet)
+# and register into its registries: the adapter that needs one imports it, the walk does not.
+ADAPTER_ONLY_MODULES = frozenset({
+    'beitlab.datasets.fashion_mnist_scenes_seg',  # mmseg BaseSegDataset; mmseg_adapter.py
+})
+
 
 def _import_tree(package_name: str) -> None:
     package = importlib.import_module(package_name)
     for info in pkgutil.walk_packages(package.__path__, prefix=package_name + '.'):
-        importlib.import_module(info.name)
+        if info.name not in ADAPTER_ONLY_MODULES:
+            importlib.import_module(info.name)
 
 
 def register_all_modules(init_default_scope: bool = False) -> None:

@@ -20,6 +20,7 @@ from mmengine.registry import DefaultScope
 from mmengine.structures import PixelData
 
 import beitlab.downstream.mmseg_adapter as adapter
+from beitlab.datasets.fashion_mnist_scenes_seg import FASHION_MNIST_SCENES_CLASSES, FashionMNISTScenesDataset
 from beitlab.models.backbones.beit_vit import BEiTViT
 from beitlab.models.necks.multiscale_neck import ViTMultiScaleNeck
 from beitlab.ops.relative_position import resize_pos_embed, resize_rel_pos_bias_table
@@ -70,9 +71,9 @@ def test_adapter_registers_into_mmseg_registries() -> None:
     assert MODELS.get('ViTMultiScaleNeck') is ViTMultiScaleNeck
     assert MODELS.get('BEiT') is not BEiTViT  # mmseg's own BEiT is untouched
     assert WEIGHT_INITIALIZERS.get('BEiTPretrained') is adapter.BEiTPretrained
-    assert DATASETS.get('FashionMNISTScenesDataset') is adapter.FashionMNISTScenesDataset
+    assert DATASETS.get('FashionMNISTScenesDataset') is FashionMNISTScenesDataset
     adapter.register_into_mmseg()  # idempotent
-    for cls in (adapter.BEiTPretrained, adapter.FashionMNISTScenesDataset):
+    for cls in (adapter.BEiTPretrained, FashionMNISTScenesDataset):
         assert cls.__doc__ and cls.__doc__.strip()
 
 
@@ -284,7 +285,7 @@ def data_root_options(root: Path) -> list:
 def test_converter_writes_mmseg_layout(tiny_scenes: Path) -> None:
     from PIL import Image
     classes = (tiny_scenes / 'classes.txt').read_text().split()
-    assert tuple(classes) == adapter.FASHION_MNIST_SCENES_CLASSES
+    assert tuple(classes) == FASHION_MNIST_SCENES_CLASSES
     for split in ('train', 'val'):
         imgs = sorted((tiny_scenes / 'img_dir' / split).glob('*.png'))
         anns = sorted((tiny_scenes / 'ann_dir' / split).glob('*.png'))

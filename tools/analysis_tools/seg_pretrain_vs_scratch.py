@@ -106,7 +106,7 @@ def draw_figure(pickles: Dict[str, str], path: str, num: int = 6, scale: int = 3
     prediction per run (class colours of ``FashionMNISTScenesDataset``)."""
     from PIL import Image
 
-    from beitlab.downstream.mmseg_adapter import FASHION_MNIST_SCENES_PALETTE
+    from beitlab.datasets.fashion_mnist_scenes_seg import FASHION_MNIST_SCENES_PALETTE
     palette = np.array(FASHION_MNIST_SCENES_PALETTE, np.uint8)
     preds = {}
     for run, pkl in pickles.items():

@@ -10,8 +10,9 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
-from beitlab.datasets.image_folder import DataFolderNotFoundError
 from beitlab.utils.cli import HintedError
+
+from .image_folder import DataFolderNotFoundError
 
 __all__ = ['EmptyDatasetError', 'SegLabelCheckMixin', 'check_seg_labels']
 

@@ -10,9 +10,8 @@ from mmengine.registry import DefaultScope
 from PIL import Image
 
 import beitlab.downstream.mmseg_adapter  # noqa: F401  (what custom_imports does)
-from beitlab.downstream.seg_checks import EmptyDatasetError, check_seg_labels
-
-from ..tools_helpers import FASHION_MNIST_SUBSET, REPO_ROOT, run_tool
+from beitlab.datasets.seg_checks import EmptyDatasetError, check_seg_labels
+from tests.tools_helpers import FASHION_MNIST_SUBSET, REPO_ROOT, run_tool
 
 TINY = REPO_ROOT / 'configs' / 'upernet_beit' / \
     'upernet_beit-tiny_1xb2-2it_fashion-mnist-scenes-32x32.py'
