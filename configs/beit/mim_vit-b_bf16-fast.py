@@ -5,7 +5,7 @@
 # - the frozen DALL-E tokenizer in bf16 and channels-last (ChannelsLastHook);
 # - the fused AdamW kernel (torch >= 2.4 has it on CPU and GPU).
 # Opt-in extras, off here because they did not pay on the 2-core CPU measured:
-#   dict(type='CompileHook', target='backbone.blocks'),
+#   dict(type='CompileHook', modules='backbone.blocks'),
 #   dict(type='ActivationCheckpointHook', modules=['backbone.blocks'])  # memory, not speed
 _base_ = ['../_base_/default_runtime.py', '../_base_/beit_mim_in1k-224.py']
 

@@ -66,7 +66,7 @@ def test_compile_hook_keeps_state_dict_keys():
     x = torch.randn(3, 8)
     m.eval()
     expected = m(x)
-    CompileHook(target='backbone', backend='eager').apply(m)
+    CompileHook(modules='backbone', backend='eager').apply(m)
     assert list(m.state_dict()) == keys
     torch.testing.assert_close(m(x), expected)
 
@@ -77,7 +77,7 @@ def test_compile_hook_compiles_each_module_of_a_module_list():
     model.backbone.blocks = nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)])
     x = torch.randn(2, 4)
     expected = model.backbone.blocks[1](model.backbone.blocks[0](x))
-    CompileHook(backend='eager').apply(model)  # default target: backbone.blocks
+    CompileHook(backend='eager').apply(model)  # default: modules='backbone.blocks'
     for block in model.backbone.blocks:
         assert block._compiled_call_impl is not None
     out = model.backbone.blocks[1](model.backbone.blocks[0](x))
@@ -92,7 +92,8 @@ def test_channels_last_hook_same_values():
     x = torch.randn(2, 3, 10, 10)
     expected = model.target_generator(x)
     keys = list(model.state_dict())
-    assert ChannelsLastHook().apply(model) == 1
+    # a Sequential stands for its three children (beitlab.engine.hooks.module_targets)
+    assert ChannelsLastHook().apply(model) == 3
     assert ChannelsLastHook().apply(model) == 0  # idempotent
     w = model.target_generator[0].weight
     assert w.is_contiguous(memory_format=torch.channels_last)

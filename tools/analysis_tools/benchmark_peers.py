@@ -208,10 +208,10 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         tok_view = torch.randn(B, 3, tok_size, tok_size, generator=gen).to(device)
 
     if args.compile != 'none':
-        from beitlab.engine.hooks.compile_hook import compile_submodule
-        compile_submodule(ours, 'backbone.blocks')
+        from beitlab.engine.hooks.compile_hook import compile_modules
+        compile_modules(ours, 'backbone.blocks')
         if args.compile == 'both':
-            compile_submodule(hf, 'beit.encoder.layer')
+            compile_modules(hf, 'beit.encoder.layer')
 
     opt_kwargs = dict(lr=1.5e-3, betas=(0.9, 0.999), weight_decay=0.05)
     if args.fused_adamw:

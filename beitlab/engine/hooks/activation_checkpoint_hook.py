@@ -7,24 +7,25 @@ non-reentrant): less memory for about one extra forward of compute. Nothing in
 the backbone changes; only the instance's ``forward`` is wrapped.
 """
 import functools
-from typing import Sequence
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from beitlab.registry import HOOKS
+
+from .module_targets import ModuleSpec, normalize_module_spec, resolve_module_targets
 
 __all__ = ['ActivationCheckpointHook', 'apply_activation_checkpointing']
 
 _FLAG = '_beitlab_activation_checkpointed'
 
 
-def _wrap_forward(module: nn.Module) -> None:
+def _wrap_forward(module: nn.Module) -> bool:
+    """Wrap ``module.forward`` once; ``False`` when it already was."""
     if getattr(module, _FLAG, False):
-        return
+        return False
     forward = module.forward
 
     @functools.wraps(forward)
@@ -36,28 +37,19 @@ def _wrap_forward(module: nn.Module) -> None:
 
     module.forward = checkpointed_forward
     setattr(module, _FLAG, True)
+    return True
 
 
-def apply_activation_checkpointing(model: nn.Module, modules: Sequence[str]) -> int:
-    """Checkpoint each submodule named in ``modules``; return how many were wrapped.
+def apply_activation_checkpointing(model: nn.Module, modules: ModuleSpec) -> int:
+    """Checkpoint each submodule that ``modules`` names; return how many were wrapped now.
 
-    A name that points at a ``ModuleList``/``Sequential`` (``'backbone.blocks'``)
-    checkpoints each of its children separately (one segment per block).
+    Targets are resolved by :func:`~beitlab.engine.hooks.module_targets.resolve_module_targets`:
+    a container (``'backbone.blocks'``) checkpoints each of its children separately (one
+    segment per block). A module already wrapped is not counted again.
     """
-    if is_model_wrapper(model):
-        model = model.module
     wrapped = 0
-    for name in modules:
-        try:
-            sub = model.get_submodule(name)
-        except AttributeError as e:
-            raise KeyError(f'ActivationCheckpointHook: model {type(model).__name__} has no '
-                           f'submodule {name!r}') from e
-        targets = list(sub.children()) if isinstance(sub, (nn.ModuleList, nn.Sequential)) \
-            else [sub]
-        for t in targets:
-            _wrap_forward(t)
-            wrapped += 1
+    for _, module in resolve_module_targets(model, modules, 'ActivationCheckpointHook'):
+        wrapped += _wrap_forward(module)
     return wrapped
 
 
@@ -66,15 +58,15 @@ class ActivationCheckpointHook(Hook):
     """Wrap the forward of the named submodules with ``torch.utils.checkpoint``.
 
     Args:
-        modules: dotted submodule paths; a container is expanded to its children.
+        modules: a dotted submodule path or a list of them (``''`` = the whole model); a
+            container is expanded to its children
+            (:mod:`beitlab.engine.hooks.module_targets`).
     """
 
     priority = 'VERY_HIGH'
 
-    def __init__(self, modules: Sequence[str] = ('backbone.blocks', )) -> None:
-        if isinstance(modules, str):
-            modules = [modules]
-        self.modules = list(modules)
+    def __init__(self, modules: ModuleSpec = ('backbone.blocks', )) -> None:
+        self.modules = normalize_module_spec(modules, 'ActivationCheckpointHook')
 
     def apply(self, model: nn.Module) -> int:
         """Wrap the submodules of ``model``; also used by the benchmark tool."""

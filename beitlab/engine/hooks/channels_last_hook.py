@@ -7,14 +7,14 @@ most together with the tokenizer's bf16 option (see ``docs/performance.md``).
 Values, parameter names and state dicts are unchanged.
 """
 import functools
-from typing import Sequence
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from torch import nn
 
 from beitlab.registry import HOOKS
+
+from .module_targets import ModuleSpec, normalize_module_spec, resolve_module_targets
 
 __all__ = ['ChannelsLastHook', 'apply_channels_last']
 
@@ -27,32 +27,35 @@ def _to_channels_last(x):
     return x
 
 
-def apply_channels_last(model: nn.Module, modules: Sequence[str]) -> int:
-    """Convert each named submodule to channels-last and wrap its forward so that its
-    4-D tensor arguments are converted too; return how many were converted."""
-    if is_model_wrapper(model):
-        model = model.module
+def _convert(module: nn.Module) -> bool:
+    """Channels-last weights and a forward that converts its 4-D tensor arguments, once;
+    ``False`` when ``module`` already was converted."""
+    if getattr(module, _FLAG, False):
+        return False
+    module.to(memory_format=torch.channels_last)
+    forward = module.forward
+
+    @functools.wraps(forward)
+    def channels_last_forward(*args, **kwargs):
+        args = tuple(_to_channels_last(a) for a in args)
+        kwargs = {k: _to_channels_last(v) for k, v in kwargs.items()}
+        return forward(*args, **kwargs)
+
+    module.forward = channels_last_forward
+    setattr(module, _FLAG, True)
+    return True
+
+
+def apply_channels_last(model: nn.Module, modules: ModuleSpec) -> int:
+    """Convert each submodule that ``modules`` names to channels-last (weights and 4-D
+    tensor arguments); return how many were converted now.
+
+    Targets are resolved by :func:`~beitlab.engine.hooks.module_targets.resolve_module_targets`
+    (a container stands for its children). A module already converted is not counted again.
+    """
     done = 0
-    for name in modules:
-        try:
-            sub = model.get_submodule(name)
-        except AttributeError as e:
-            raise KeyError(f'ChannelsLastHook: model {type(model).__name__} has no submodule '
-                           f'{name!r}') from e
-        if getattr(sub, _FLAG, False):
-            continue
-        sub.to(memory_format=torch.channels_last)
-        forward = sub.forward
-
-        @functools.wraps(forward)
-        def channels_last_forward(*args, _forward=forward, **kwargs):
-            args = tuple(_to_channels_last(a) for a in args)
-            kwargs = {k: _to_channels_last(v) for k, v in kwargs.items()}
-            return _forward(*args, **kwargs)
-
-        sub.forward = channels_last_forward
-        setattr(sub, _FLAG, True)
-        done += 1
+    for _, module in resolve_module_targets(model, modules, 'ChannelsLastHook'):
+        done += _convert(module)
     return done
 
 
@@ -61,15 +64,15 @@ class ChannelsLastHook(Hook):
     """Channels-last weights and inputs for the named submodules.
 
     Args:
-        modules: dotted submodule paths (default: the MIM target generator).
+        modules: a dotted submodule path or a list of them (default: the MIM target
+            generator); a container is expanded to its children
+            (:mod:`beitlab.engine.hooks.module_targets`).
     """
 
     priority = 'VERY_HIGH'
 
-    def __init__(self, modules: Sequence[str] = ('target_generator', )) -> None:
-        if isinstance(modules, str):
-            modules = [modules]
-        self.modules = list(modules)
+    def __init__(self, modules: ModuleSpec = ('target_generator', )) -> None:
+        self.modules = normalize_module_spec(modules, 'ChannelsLastHook')
 
     def apply(self, model: nn.Module) -> int:
         """Convert the submodules of ``model``; also used by the benchmark tool."""
