@@ -2,6 +2,7 @@
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out preds.pkl]
                          [--show-dir DIR] [--cfg-options k=v ...] [--launcher ...]
+                         [--no-flush-denormal]
 
 The metrics are printed and written to ``<work_dir>/metrics.json``.
 """
@@ -20,6 +21,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from beitlab.engine.runner import BeitlabRunner  # noqa: E402
 from beitlab.utils import prepare_config, register_all_modules, shutdown_distributed  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
+from beitlab.utils.denormals import setup_flush_denormal  # noqa: E402
 from beitlab.utils.runtime import add_runner_args, load_config, named_distributed_errors  # noqa: E402
 
 
@@ -58,6 +60,7 @@ def enable_show_dir(cfg: Config, show_dir: str) -> None:
 
 def main() -> None:
     args = parse_args()
+    flush_denormal = setup_flush_denormal(args.flush_denormal)
     register_all_modules()
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist (relative paths '
@@ -78,6 +81,7 @@ def main() -> None:
 
     prepare_config(cfg)
     runner = BeitlabRunner.from_cfg(cfg)
+    flush_denormal.log(runner.logger)
     with named_distributed_errors():
         metrics = runner.test()
     if is_main_process():

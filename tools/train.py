@@ -2,10 +2,12 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT] | --auto-resume] [--amp]
                                  [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
+                                 [--no-flush-denormal]
 
 ``--resume`` without a value and ``--auto-resume`` continue from the newest intact
 checkpoint of the work dir (``beitlab.utils.find_resume_checkpoint``); see
-``docs/reliability.md``.
+``docs/reliability.md``. Flush-to-zero is set in every CPU thread before anything is
+computed (``beitlab.utils.denormals``; ``--no-flush-denormal`` keeps IEEE subnormals).
 """
 import argparse
 import os.path as osp
@@ -20,6 +22,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from beitlab.engine.runner import BeitlabRunner  # noqa: E402
 from beitlab.utils import prepare_config, register_all_modules, shutdown_distributed  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
+from beitlab.utils.denormals import setup_flush_denormal  # noqa: E402
 from beitlab.utils.resume import checkpoint_problem, find_resume_checkpoint  # noqa: E402
 from beitlab.utils.runtime import add_runner_args, load_config, named_distributed_errors  # noqa: E402
 from beitlab.utils.visualization_backends import enable_tensorboard  # noqa: E402
@@ -108,6 +111,7 @@ def apply_resume(cfg: Config, args: argparse.Namespace) -> Optional[str]:
 
 def main() -> None:
     args = parse_args()
+    flush_denormal = setup_flush_denormal(args.flush_denormal)
     register_all_modules()
     cfg = load_config(args)
     enable_tensorboard(cfg, args.tensorboard)
@@ -119,6 +123,7 @@ def main() -> None:
 
     prepare_config(cfg)
     runner = BeitlabRunner.from_cfg(cfg)
+    flush_denormal.log(runner.logger)
     if fresh_start:
         runner.logger.info(fresh_start)
     with named_distributed_errors():

@@ -16,6 +16,7 @@ import torch.distributed as torch_dist
 from mmengine.config import Config, DictAction
 
 from .config_check import check_config_types
+from .denormals import add_flush_denormal_arg
 
 __all__ = ['add_runner_args', 'check_config_file', 'load_config', 'prepare_config',
            'shutdown_distributed', 'find_free_port', 'ConfigOptionsAction', 'dist_timeout',
@@ -102,7 +103,8 @@ def _literal_with_dicts(key: str, text: str) -> Any:
 
 
 def add_runner_args(parser: argparse.ArgumentParser, work_dir_help: str) -> None:
-    """``--work-dir``, ``--cfg-options``, ``--launcher`` and ``--local-rank``."""
+    """``--work-dir``, ``--cfg-options``, ``--launcher``, ``--local-rank`` and
+    ``--no-flush-denormal`` (:func:`~beitlab.utils.denormals.add_flush_denormal_arg`)."""
     parser.add_argument('--work-dir', help=work_dir_help)
     parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction,
                         help='override config keys, e.g. train_dataloader.batch_size=8; nested '
@@ -110,6 +112,7 @@ def add_runner_args(parser: argparse.ArgumentParser, work_dir_help: str) -> None
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_flush_denormal_arg(parser)
 
 
 def check_config_file(path: str) -> None:
