@@ -1,0 +1,22 @@
+"""What the experiment scripts of ``tools/analysis_tools/`` share: launching
+``tools/train.py`` / ``tools/test.py`` (:func:`train`, :func:`test`), reading what a run
+logged (:func:`read_scalars`, :func:`read_test_metrics`), setting a schedule's length by
+scheduler type (:func:`schedule_options`), seeds (:func:`seed_options`) and class-balanced
+label subsets (:func:`balanced_subset`). Each script keeps only its experimental design.
+"""
+from .launch import LaunchError, RunResult, cfg_option_words, final_checkpoint, seed_options, test, train
+from .scalars import (
+    MetricRecord,
+    ScalarLog,
+    find_run_dirs,
+    read_scalars,
+    read_scalars_file,
+    read_test_metrics,
+)
+from .schedule import ScheduleLayoutError, schedule_options
+from .subsets import balanced_subset
+
+__all__ = ['LaunchError', 'MetricRecord', 'RunResult', 'ScalarLog', 'ScheduleLayoutError',
+           'balanced_subset', 'cfg_option_words', 'final_checkpoint', 'find_run_dirs', 'read_scalars',
+           'read_scalars_file', 'read_test_metrics', 'schedule_options', 'seed_options', 'test',
+           'train']
