@@ -17,8 +17,35 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 __all__ = [
     'PhaseResult', 'synchronize', 'time_iterations', 'measure_matmul_rate', 'count_flops',
     'peak_rss_bytes', 'reset_peak_rss', 'reset_peak_memory', 'peak_memory_bytes',
-    'format_table'
+    'format_table', 'step_drift', 'DRIFT_WINDOW', 'DRIFT_TOLERANCE'
 ]
+
+# step_drift: the first and last this-many timed iterations, flagged beyond this change.
+DRIFT_WINDOW = 10
+DRIFT_TOLERANCE = 0.10
+
+
+def step_drift(seconds: list[float], window: int = DRIFT_WINDOW,
+               tolerance: float = DRIFT_TOLERANCE) -> Optional[dict[str, Any]]:
+    """Mean of the last ``window`` iteration times over the mean of the first ``window``.
+
+    A step that slows down while the run goes on (subnormal values accumulating without
+    flush-to-zero, a neighbour's load, thermal throttling) shows a ratio above 1 that the
+    median hides. With fewer than ``2 * window`` iterations each window is half of them
+    (the middle one left out when odd); None for fewer than 2.
+
+    Returns:
+        ``{'window', 'first_mean_s', 'last_mean_s', 'ratio', 'flagged'}`` with ``flagged``
+        when the ratio is more than ``tolerance`` away from 1 (either way).
+    """
+    n = min(window, len(seconds) // 2)
+    if n < 1:
+        return None
+    first = sum(seconds[:n]) / n
+    last = sum(seconds[-n:]) / n
+    ratio = last / first if first > 0 else float('inf')
+    return dict(window=n, first_mean_s=first, last_mean_s=last, ratio=ratio,
+                flagged=abs(ratio - 1) > tolerance)
 
 
 @dataclass
@@ -52,6 +79,7 @@ class PhaseResult:
                    min_s=min(self.seconds), max_s=max(self.seconds))
         if self.cpu_seconds:
             out['median_cpu_s'] = statistics.median(self.cpu_seconds)
+        out['drift'] = step_drift(self.seconds)
         return out
 
 

@@ -3,6 +3,7 @@
 No speed is asserted: only that every phase runs and reports sane, positive numbers.
 """
 import json
+import platform
 
 import cv2
 import numpy as np
@@ -61,6 +62,31 @@ def test_benchmark_tool_bf16_with_checkpointing(tmp_path, data_root):
     assert res['applied_hooks'] == ['ActivationCheckpointHook']
     assert res['matmul']['dtype'] == 'bfloat16'
     assert set(res['phases']) == {'model'} and res['phases']['model']['images_per_s'] > 0
+
+
+def test_benchmark_tool_profile_and_drift(tmp_path, data_root):
+    out = tmp_path / 'bench_profile.json'
+    proc = run_tool('analysis_tools/benchmark.py', CONFIG, '--iters', '4', '--warmup', '1',
+                    '--batch-size', '2', '--matmul-size', '128', '--phases', 'model',
+                    '--no-flops', '--profile', '--out', out,
+                    '--cfg-options', f'train_dataloader.dataset.data_root={data_root}',
+                    env=dict(OMP_NUM_THREADS='2'))
+    assert 'profile of one model step' in proc.stdout and 'last/first' in proc.stdout
+    assert 'flush-to-zero: ' in proc.stdout
+    res = json.loads(out.read_text())
+    seconds = res['phases']['model']['seconds']
+    drift = res['phases']['model']['drift']
+    assert drift['window'] == 2
+    assert drift['ratio'] == pytest.approx(sum(seconds[-2:]) / sum(seconds[:2]))
+    assert res['flush_denormal']['enabled'] is True
+    assert res['flush_denormal']['holds'] is (platform.machine().lower() in {'x86_64', 'amd64'})
+    profile = res['profile']
+    assert profile['phase'] == 'model' and profile['unprofiled_median_ms'] > 0
+    cats = {c['category']: c for c in profile['categories']}
+    assert sum(c['ms'] for c in cats.values()) == pytest.approx(profile['wall_ms'], rel=1e-6)
+    # a BEiT step: linear layers, attention, the dVAE's convolutions, LayerNorm, AdamW
+    for name in ('matmuls', 'attention', 'convolutions', 'norms and activations', 'optimizer'):
+        assert cats[name]['ms'] > 0, (name, cats)
 
 
 def test_peer_script_matches_parameter_counts(tmp_path):

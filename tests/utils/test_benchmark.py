@@ -1,4 +1,5 @@
 """Measurement helpers of the benchmark tool: FLOP counts checked by hand."""
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -10,6 +11,7 @@ from beitlab.utils.benchmark import (
     measure_matmul_rate,
     peak_rss_bytes,
     reset_peak_rss,
+    step_drift,
     time_iterations,
 )
 
@@ -53,3 +55,18 @@ def test_matmul_rate_and_memory():
     reset_peak_rss()
     peak = peak_rss_bytes()
     assert peak is None or peak > 0
+
+
+def test_step_drift_compares_the_first_and_last_ten():
+    slowing = [1.0] * 10 + [5.0] * 10 + [1.2] * 10
+    drift = step_drift(slowing)
+    assert drift['window'] == 10 and drift['first_mean_s'] == 1.0
+    assert drift['ratio'] == pytest.approx(1.2) and drift['flagged']
+    steady = step_drift([1.0] * 20 + [1.05] * 10)
+    assert steady['ratio'] == pytest.approx(1.05) and not steady['flagged']
+    assert step_drift([2.0] * 10 + [1.5] * 10)['flagged']  # faster by 25 % is drift too
+    # fewer than 20: half each, the middle one left out
+    short = step_drift([1.0, 9.0, 3.0])
+    assert short['window'] == 1 and short['ratio'] == 3.0
+    assert step_drift([1.0]) is None
+    assert PhaseResult('x', 1, [1.0, 2.0]).to_dict()['drift']['ratio'] == 2.0

@@ -1,9 +1,9 @@
 """Measure a config's data pipeline, training step, model step and inference.
 
-    python tools/analysis_tools/benchmark.py CONFIG [--iters 10] [--warmup 3]
+    python tools/analysis_tools/benchmark.py CONFIG [--iters 30] [--warmup 3]
         [--batch-size B] [--amp bf16] [--device cpu|cuda] [--out result.json]
         [--phases data,train,model,infer] [--compile] [--checkpoint-blocks]
-        [--cfg-options k=v ...]
+        [--profile] [--no-flush-denormal] [--cfg-options k=v ...]
 
 Phases (each reported as images/s from the median iteration, plus peak memory):
   data   the configured train dataloader alone (workers, decoding, transforms);
@@ -16,6 +16,14 @@ Phases (each reported as images/s from the median iteration, plus peak memory):
   infer  ``forward(mode=--infer-mode)`` under ``torch.no_grad`` in eval mode.
 Peak memory is CUDA ``max_memory_allocated`` or this process's peak RSS (the
 dataloader workers are separate processes and are not counted in the RSS).
+
+Drift: every phase also reports the mean of its last 10 timed iterations over that of its
+first 10 (after the warm-up; half of them each below 20 iterations), flagged beyond 10 %:
+a step that slows down as the run goes on (subnormals without flush-to-zero, a
+neighbour's load) shows there and not in the median. ``--profile`` runs one more model
+step (the train step when ``model`` is not measured) under ``torch.profiler`` and prints
+its time by category (``beitlab.utils.step_profile``). Flush-to-zero is set in every CPU
+thread first, as in ``tools/train.py`` (``--no-flush-denormal`` to compare without).
 """
 import argparse
 import json
@@ -48,8 +56,10 @@ from beitlab.utils.benchmark import (  # noqa: E402
     time_iterations,
 )
 from beitlab.utils.cli import run_cli  # noqa: E402
+from beitlab.utils.denormals import add_flush_denormal_arg, setup_flush_denormal  # noqa: E402
 from beitlab.utils.runtime import check_config_file  # noqa: E402
 from beitlab.utils.setup_env import register_all_modules  # noqa: E402
+from beitlab.utils.step_profile import profile_step, profile_table  # noqa: E402
 
 PHASES = ('data', 'train', 'model', 'target', 'infer')
 
@@ -57,7 +67,9 @@ PHASES = ('data', 'train', 'model', 'target', 'infer')
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Benchmark a beitlab config')
     parser.add_argument('config', help='config file path')
-    parser.add_argument('--iters', type=int, default=10, help='timed iterations per phase')
+    parser.add_argument('--iters', type=int, default=30,
+                        help='timed iterations per phase (the drift compares the first and '
+                        'last 10)')
     parser.add_argument('--warmup', type=int, default=3, help='untimed iterations per phase')
     parser.add_argument('--batch-size', type=int, help='override train_dataloader.batch_size')
     parser.add_argument('--num-workers', type=int, help='override train_dataloader.num_workers')
@@ -84,6 +96,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument('--matmul-size', type=int, help='side of the reference matmul')
     parser.add_argument('--threads', type=int, help='torch.set_num_threads (CPU)')
     parser.add_argument('--no-flops', action='store_true', help='skip the FLOP count')
+    parser.add_argument('--profile', action='store_true',
+                        help='after the timed iterations, profile one model step (train step '
+                        'without the model phase) and print its time by category')
+    add_flush_denormal_arg(parser)
     parser.add_argument('--out', help='write the results as JSON to this file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys, e.g. train_dataloader.num_workers=2')
@@ -92,6 +108,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     unknown = sorted(set(args.phases) - set(PHASES))
     if unknown:
         parser.error(f'--phases: unknown {unknown}, expected a subset of {list(PHASES)}')
+    if args.profile and not {'model', 'train'} & set(args.phases):
+        parser.error(f'--profile profiles the model or train step; --phases {",".join(args.phases)} '
+                     f'has neither (add model)')
     return args
 
 
@@ -210,7 +229,8 @@ def build_model(cfg: Config, args: argparse.Namespace, device: torch.device):
 
 
 def _model_phases(args, cfg, device, batches, batch_size, results):
-    """The train/model/target/infer phases; returns (flops, matmul, applied hooks)."""
+    """The train/model/target/infer phases; returns (flops, matmul, applied hooks, profile
+    of one step or None)."""
     model, optim_wrapper, applied = build_model(cfg, args, device)
     preloaded = [next(batches) for _ in range(min(args.iters + args.warmup, 4))]
 
@@ -241,6 +261,13 @@ def _model_phases(args, cfg, device, batches, batch_size, results):
                                    matmul_after['flops_per_cpu_s']) / 2,
                   best_flops_per_s=max(matmul_before['best_flops_per_s'],
                                        matmul_after['best_flops_per_s']))
+    profile = None
+    if args.profile:
+        phase = 'model' if 'model' in args.phases else 'train'
+        step = (lambda: train_step(preloaded[0])) if phase == 'model' \
+            else (lambda: train_step(next(batches)))
+        profile = dict(phase=phase, unprofiled_median_ms=results[phase].median_s * 1e3,
+                       **profile_step(step, device))
 
     if 'target' in args.phases:
         run_target = _target_view(model, preloaded[0])
@@ -267,18 +294,19 @@ def _model_phases(args, cfg, device, batches, batch_size, results):
                                            warmup=args.warmup, images_per_iter=batch_size,
                                            device=device)
         model.train()
-    return flops, matmul, applied
+    return flops, matmul, applied, profile
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    flush_denormal = setup_flush_denormal(args.flush_denormal)
     register_all_modules()
     # the optimizer constructor logs one line per parameter at INFO
     MMLogger.get_instance('mmengine').setLevel('WARNING')
     cfg = load_config(args)
     DefaultScope.get_instance(f'benchmark-{time.time_ns()}',
                               scope_name=cfg.get('default_scope', 'beitlab'))
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
     loadavg_start = _loadavg()
@@ -297,8 +325,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     applied: list[str] = []
     flops = None
     matmul = None
+    profile = None
     if set(args.phases) - {'data'}:
-        flops, matmul, applied = _model_phases(args, cfg, device, batches, batch_size, results)
+        flops, matmul, applied, profile = _model_phases(args, cfg, device, batches, batch_size,
+                                                        results)
     else:
         matmul = measure_matmul_rate(device, torch.float32, args.matmul_size)
 
@@ -307,7 +337,11 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         iters=args.iters, warmup=args.warmup, applied_hooks=applied,
         optim_wrapper=cfg.optim_wrapper.get('type', 'OptimWrapper'),
         machine=machine_info(device), matmul=matmul,
-        phases={k: v.to_dict() for k, v in results.items()})
+        phases={k: v.to_dict() for k, v in results.items()},
+        flush_denormal=dict(enabled=flush_denormal.requested, holds=flush_denormal.holds,
+                            message=flush_denormal.message))
+    if profile is not None:
+        out['profile'] = profile
     if flops is not None:
         step_s = results['model'].median_s
         achieved = flops['total'] / step_s
@@ -326,16 +360,46 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def drift_lines(result: dict[str, Any]) -> list[str]:
+    """One line per phase whose last timed iterations are more than 10 % slower or faster
+    than its first ones."""
+    lines = []
+    for name, ph in result['phases'].items():
+        drift = ph.get('drift')
+        if not drift or not drift['flagged']:
+            continue
+        way = 'slower' if drift['ratio'] > 1 else 'faster'
+        hint = ''
+        if way == 'slower' and not result.get('flush_denormal', {}).get('holds', True):
+            hint = '; flush-to-zero is off: subnormal values accumulating slow a step down'
+        lines.append(f"DRIFT {name}: the last {drift['window']} iterations average "
+                     f"{drift['last_mean_s']:.4g} s, the first {drift['window']} "
+                     f"{drift['first_mean_s']:.4g} s ({drift['ratio']:.2f}x, {way}){hint}")
+    return lines
+
+
+def profile_lines(profile: dict[str, Any]) -> list[str]:
+    """The ``--profile`` table with a line saying which step it is."""
+    return [f"profile of one {profile['phase']} step: {profile['wall_ms']:.1f} ms under the "
+            f"profiler (unprofiled median {profile['unprofiled_median_ms']:.1f} ms), host time "
+            f"by category", profile_table(profile),
+            'top operators: ' + ', '.join(f'{name} {t:.1f} ms'
+                                          for name, t in profile['top_ops'][:8])]
+
+
 def summary_table(result: dict[str, Any]) -> str:
     rows = []
     for name, ph in result['phases'].items():
         mem = ph.get('peak_memory_bytes')
+        drift = ph.get('drift')
         rows.append(dict(phase=name, **{
             'images/s': ph['images_per_s'], 'mean images/s': ph['mean_images_per_s'],
             'median s/iter': ph['median_s'],
+            'last/first': None if drift is None else f"{drift['ratio']:.2f}"
+            + (' !' if drift['flagged'] else ''),
             'peak MiB': None if mem is None else mem / 2 ** 20}))
     text = format_table(rows, ['phase', 'images/s', 'mean images/s', 'median s/iter',
-                               'peak MiB'])
+                               'last/first', 'peak MiB'])
     mm = result['matmul']
     lines = [
         f"config {result['config']}  device {result['device']}  batch {result['batch_size']}  "
@@ -343,6 +407,7 @@ def summary_table(result: dict[str, Any]) -> str:
         f"machine {result['machine']['cpu']} ({result['machine']['torch_threads']} threads), "
         f"torch {result['machine']['torch']}, load {result['loadavg_start']} -> "
         f"{result['loadavg_end']}",
+        result['flush_denormal']['message'] if 'flush_denormal' in result else '',
         text,
         f"matmul {mm['size']}^3 {mm['dtype']}: {mm['flops_per_s'] / 1e9:.1f} GFLOP/s "
         f"(before {mm.get('before', mm['flops_per_s']) / 1e9:.1f}, after "
@@ -361,7 +426,10 @@ def summary_table(result: dict[str, Any]) -> str:
                  / result['phases']['model']['images_per_s'])
         lines.append(f"data pipeline (mean over the timed iterations) / model step: "
                      f"{ratio:.2f}x")
-    return '\n'.join(lines)
+    lines += drift_lines(result)
+    if 'profile' in result:
+        lines += profile_lines(result['profile'])
+    return '\n'.join(line for line in lines if line)
 
 
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
