@@ -56,25 +56,15 @@ train_dataloader = dict(
 
 # AdamW (0.9, 0.999), lr 1.5e-3 for a total batch of 2048 (scaled linearly to the actual
 # batch by auto_scale_lr), weight decay 0.05, gradient clipping 3.0.
-# No decay, as in official BEiT (1-D parameters and `no_weight_decay()`), on norms, biases,
-# q/v biases, layer-scale gammas, pos_embed, cls_token; also (a beitlab choice) on mask_token
-# and the relative position bias tables, which official BEiT does decay.
+# No weight decay (NoDecayOptimWrapperConstructor, the rule in
+# beitlab/engine/optimizers/no_decay_constructor.py), as in official BEiT, on 1-D parameters
+# (norms, q/v biases, layer-scale gammas), biases, pos_embed and cls_token; also (a beitlab
+# choice) on mask_token and the relative position bias tables, which official BEiT decays.
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1.5e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
     clip_grad=dict(max_norm=3.0),
-    paramwise_cfg=dict(
-        norm_decay_mult=0., bias_decay_mult=0.,
-        custom_keys={
-            'pos_embed': dict(decay_mult=0.),
-            'cls_token': dict(decay_mult=0.),
-            'mask_token': dict(decay_mult=0.),
-            'relative_position_bias_table': dict(decay_mult=0.),
-            'q_bias': dict(decay_mult=0.),
-            'v_bias': dict(decay_mult=0.),
-            'gamma_1': dict(decay_mult=0.),
-            'gamma_2': dict(decay_mult=0.),
-        }))
+    constructor='NoDecayOptimWrapperConstructor')
 auto_scale_lr = dict(enable=True, base_batch_size=2048)
 
 # 10 warm-up epochs from 1e-6 (official --warmup_lr), then cosine to 1e-5 at epoch 800,

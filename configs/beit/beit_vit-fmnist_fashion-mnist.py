@@ -55,18 +55,7 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
     clip_grad=dict(max_norm=3.0),
-    paramwise_cfg=dict(
-        norm_decay_mult=0., bias_decay_mult=0.,
-        custom_keys={
-            'pos_embed': dict(decay_mult=0.),
-            'cls_token': dict(decay_mult=0.),
-            'mask_token': dict(decay_mult=0.),
-            'relative_position_bias_table': dict(decay_mult=0.),
-            'q_bias': dict(decay_mult=0.),
-            'v_bias': dict(decay_mult=0.),
-            'gamma_1': dict(decay_mult=0.),
-            'gamma_2': dict(decay_mult=0.),
-        }))
+    constructor='NoDecayOptimWrapperConstructor')
 
 max_iters, warmup_iters = 200, 20
 param_scheduler = [

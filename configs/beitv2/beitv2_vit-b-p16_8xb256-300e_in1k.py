@@ -51,15 +51,8 @@ optim_wrapper = dict(
     type='AmpOptimWrapper', loss_scale='dynamic',
     optimizer=dict(type='AdamW', lr=1.5e-3, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.05),
     clip_grad=dict(max_norm=3.0),
-    paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.,
-                       custom_keys={'pos_embed': dict(decay_mult=0.),
-                                    'cls_token': dict(decay_mult=0.),
-                                    'mask_token': dict(decay_mult=0.),
-                                    'relative_position_bias_table': dict(decay_mult=0.),
-                                    'q_bias': dict(decay_mult=0.),
-                                    'v_bias': dict(decay_mult=0.),
-                                    'gamma_1': dict(decay_mult=0.),
-                                    'gamma_2': dict(decay_mult=0.)}))
+    # no weight decay on 1-D parameters, biases, tokens, position embeddings and bias tables
+    constructor='NoDecayOptimWrapperConstructor')
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=10,
          convert_to_iter_based=True),

@@ -34,7 +34,7 @@ def expected(name: str, param: torch.Tensor, prefix: str, num_layers: int = 2):
     """(layer id, lr, weight decay), written out by hand: the shared ``rel_pos_bias`` is not
     an embedding, so it is "everything else" (L + 1), as in official BEiT's
     ``get_num_layer_for_vit``; no weight decay on 1-D parameters, biases, ``pos_embed``,
-    ``cls_token`` and relative position bias tables."""
+    ``cls_token``, ``mask_token`` and relative position bias tables."""
     local = name[len(prefix):] if name.startswith(prefix) else None
     if local is None:
         layer = num_layers + 1
@@ -44,7 +44,8 @@ def expected(name: str, param: torch.Tensor, prefix: str, num_layers: int = 2):
         layer = int(local.split('.')[1]) + 1
     else:
         layer = num_layers + 1
-    no_decay = (param.dim() == 1 or name.endswith('bias') or local in ('pos_embed', 'cls_token')
+    no_decay = (param.dim() == 1 or name.endswith('bias')
+                or local in ('pos_embed', 'cls_token', 'mask_token')
                 or 'relative_position_bias_table' in name)
     return layer, BASE_LR * DECAY ** (num_layers + 1 - layer), 0.0 if no_decay else WD
 
@@ -79,7 +80,7 @@ def test_every_parameter_follows_the_rule(model_fn, prefix):
     assert g('blocks.0.attn.relative_position_bias_table')['weight_decay'] == 0.0
     assert g('blocks.0.gamma_1')['weight_decay'] == 0.0
     assert g('pos_embed')['weight_decay'] == 0.0 and g('cls_token')['weight_decay'] == 0.0
-    assert g('mask_token')['weight_decay'] == WD  # 3-D and not in the no-decay list
+    assert g('mask_token')['weight_decay'] == 0.0  # 3-D, in BEiTViT.no_weight_decay()
     if prefix:
         assert where[id(names['head.weight'])]['lr'] == pytest.approx(BASE_LR)
         assert where[id(names['neck.1.weight'])]['weight_decay'] == 0.0  # a norm

@@ -356,7 +356,12 @@ def test_sdpa_drop_path_layer_ids_and_frozen_stages(monkeypatch):
     assert ids['rel_pos_bias.relative_position_bias_table'] == 4
     assert ids['blocks.0.attn.qkv.weight'] == 1 and ids['blocks.2.mlp.fc2.bias'] == 3
     assert ids['norm.weight'] == 4 and m.get_layer_id('head.fc.weight', prefix='backbone.') == 4
-    assert m.no_weight_decay() == {'cls_token', 'pos_embed'}
+    # official BEiT's two names, plus (beitlab) the mask token and the shared table
+    assert m.no_weight_decay() == {'cls_token', 'pos_embed', 'mask_token',
+                                   'rel_pos_bias.relative_position_bias_table'}
+    per_layer = tiny_backbone(use_rel_pos_bias=True, use_abs_pos_emb=False, with_mask_token=False)
+    assert per_layer.no_weight_decay() == {'cls_token', 'blocks.0.attn.relative_position_bias_table',
+                                           'blocks.1.attn.relative_position_bias_table'}
     # frozen_stages=1: embeddings and block 0 frozen and kept in eval mode
     m.train()
     frozen = {n for n, p in m.named_parameters() if not p.requires_grad}

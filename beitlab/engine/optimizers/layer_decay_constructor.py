@@ -7,12 +7,11 @@ segmentation/detection models the neck and decoders) is layer ``L + 1``, as offi
 ``get_num_layer_for_vit``. A parameter of
 layer ``l`` gets ``lr = base_lr * decay ** (L + 1 - l)``.
 
-No weight decay on biases, norms and every other 1-D parameter, position embeddings, the
-CLS token and relative position bias tables; every other parameter gets the configured
-weight decay.
+Weight decay by the one rule of :mod:`beitlab.engine.optimizers.no_decay_constructor`
+(none on 1-D parameters, biases and the modules' ``no_weight_decay()`` names: for
+``BEiTViT`` the CLS and mask tokens, position embeddings and relative position bias tables);
+every other parameter gets the configured weight decay.
 """
-import re
-from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
 from mmengine.logging import print_log
@@ -21,11 +20,9 @@ from torch import nn
 
 from beitlab.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
-__all__ = ['LayerDecayOptimWrapperConstructor', 'NO_DECAY_NAMES']
+from .no_decay_constructor import is_no_decay, name_pattern, no_weight_decay_names
 
-# backbone-local names that never get weight decay (besides biases and 1-D parameters)
-NO_DECAY_NAMES = ('pos_embed', 'cls_token')
-NO_DECAY_SUFFIXES = ('.bias', 'relative_position_bias_table')
+__all__ = ['LayerDecayOptimWrapperConstructor']
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -71,30 +68,22 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                     f'(see BEiTViT)')
         return backbone, prefix
 
-    @staticmethod
-    def is_no_decay(name: str, param: nn.Parameter, prefix: str, extra: Tuple[str, ...] = ()) -> bool:
-        """True for biases, 1-D parameters (norms, q/v biases, layer scale), position
-        embeddings, the CLS token and relative position bias tables."""
-        local = name[len(prefix):] if name.startswith(prefix) else None
-        return (param.ndim <= 1 or name.endswith(NO_DECAY_SUFFIXES)
-                or (local is not None and (local in NO_DECAY_NAMES or local in extra)))
-
     def build_param_groups(self, model: nn.Module) -> List[dict]:
         """One group per (layer id, decay / no decay), ordered by layer."""
         base_lr = self.optimizer_cfg['lr']
         weight_decay = self.optimizer_cfg.get('weight_decay', 0.0)
         backbone, prefix = self.find_backbone(model)
         num_layers = int(backbone.num_layers)
-        extra = tuple(backbone.no_weight_decay()) if hasattr(backbone, 'no_weight_decay') else ()
         if hasattr(model, 'module') and not hasattr(model, 'backbone'):
             model = model.module
+        exempt = no_weight_decay_names(model)
         groups: Dict[str, dict] = {}
         for name, param in model.named_parameters():
             if not param.requires_grad:
                 continue  # frozen (e.g. a linear probe's backbone)
             layer_id = backbone.get_layer_id(name, prefix) if name.startswith(prefix) \
                 else num_layers + 1
-            no_decay = self.is_no_decay(name, param, prefix, extra)
+            no_decay = is_no_decay(name, param, exempt)
             group_name = f'layer_{layer_id}_{"no_decay" if no_decay else "decay"}'
             if group_name not in groups:
                 scale = self.layer_decay_rate ** (num_layers + 1 - layer_id)
@@ -124,7 +113,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         for g in groups:
             rows.append((g['group_name'], str(g['layer_id']), f'{g["lr_scale"]:.4g}',
                          f'{g["weight_decay"]:g}', str(sum(p.numel() for p in g['params'])),
-                         _name_pattern(g['param_names'])))
+                         name_pattern(g['param_names'])))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
         return '\n'.join('  '.join(c.ljust(w) for c, w in zip(r[:-1], widths)) + '  ' + r[-1]
                          for r in rows)
@@ -135,21 +124,3 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                f'{len(groups)} parameter groups\n' + self.format_table(groups))
         print_log(msg, logger='current')
 
-
-def _name_pattern(names: List[str], limit: int = 6) -> str:
-    """Compact list of names: ``backbone.blocks.3.{attn.qkv.weight, mlp.fc1.weight}``."""
-    grouped: Dict[str, List[str]] = OrderedDict()
-    for n in names:
-        m = re.match(r'^(.*?blocks\.\d+\.)(.+)$', n)
-        head, tail = (m.group(1), m.group(2)) if m else (n, '')
-        grouped.setdefault(head, []).append(tail)
-    parts = []
-    for head, tails in grouped.items():
-        tails = [t for t in tails if t]
-        if not tails:
-            parts.append(head)
-            continue
-        shown = ', '.join(tails[:limit]) + (f', ... (+{len(tails) - limit})'
-                                            if len(tails) > limit else '')
-        parts.append(f'{head}{{{shown}}}')
-    return '; '.join(parts)

@@ -566,10 +566,15 @@ class BEiTViT(BaseModule):
 
     # ------------------------------------------------------------------ optimisation helpers
     def no_weight_decay(self) -> Set[str]:
-        """Parameter names exempt from weight decay (as official BEiT; 1-D parameters and
-        biases are usually exempted by the optimizer constructor as well)."""
-        names = {'cls_token', 'pos_embed'}
-        return {n for n in names if getattr(self, n) is not None}
+        """Names of the parameters, besides 1-D ones and biases, that get no weight decay
+        (the rule is in ``beitlab/engine/optimizers/no_decay_constructor.py``):
+        ``cls_token`` and ``pos_embed`` (official BEiT's ``no_weight_decay()``) and, a beitlab
+        choice, ``mask_token`` and every relative position bias table (official BEiT
+        pre-training decays those two)."""
+        names = {n for n in ('cls_token', 'pos_embed', 'mask_token') if getattr(self, n) is not None}
+        names.update(n for n, _ in self.named_parameters()
+                     if n.endswith('relative_position_bias_table'))
+        return names
 
     def get_layer_id(self, param_name: str, prefix: str = '') -> int:
         """Layer id for layer-wise learning-rate decay (BEiT Sec. 3.1, fine-tuning).

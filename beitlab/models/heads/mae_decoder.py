@@ -7,7 +7,7 @@ Transformer blocks run, and a linear layer predicts the P*P*C pixels of every
 patch. The loss is the MSE on the masked patches only (Sec. 3 "Reconstruction
 target").
 """
-from typing import Dict, Tuple
+from typing import Dict, Set, Tuple
 
 import torch
 from mmengine.model import BaseModule
@@ -90,6 +90,11 @@ class MAEDecoder(BaseModule):
                 nn.init.xavier_uniform_(m.weight)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+
+    def no_weight_decay(self) -> Set[str]:
+        """``mask_token``: no weight decay, as the backbone's (1-D parameters and biases are
+        exempt by the optimizer constructor's rule)."""
+        return {'mask_token'}
 
     def forward(self, latent: Tensor, ids_restore: Tensor) -> Tensor:
         """latent: [B, E + N_vis, D], ids_restore: [B, N] -> pred [B, N, P*P*C]."""
