@@ -14,6 +14,7 @@ Layouts measured (``--layouts``), each on the same per-process batch:
 
 images/s = processes x per-process batch / median iteration time after the warm-up.
 Prints a table and, with ``--out``, writes JSON. Not part of the test suite's timing.
+Every run sets flush-to-zero as ``tools/train.py`` does; ``--no-flush-denormal`` is passed on.
 """
 import argparse
 import json
@@ -33,6 +34,7 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO_ROOT)
 
 from beitlab.utils.cli import run_cli  # noqa: E402
+from beitlab.utils.denormals import add_flush_denormal_arg  # noqa: E402
 from beitlab.utils.runtime import check_config_file, find_free_port  # noqa: E402
 
 # mmengine's iteration line, e.g.
@@ -64,8 +66,10 @@ def iteration_config(config: str, iters: int, work_dir: str) -> str:
 
 
 def run_layout(config: str, procs: int, threads: int, iters: int, warmup: int,
-               cfg_options: List[str], work_dir: str) -> Dict[str, Any]:
-    """Train ``warmup + iters`` iterations with ``procs`` processes of ``threads`` threads."""
+               cfg_options: List[str], work_dir: str,
+               flush_denormal: bool = True) -> Dict[str, Any]:
+    """Train ``warmup + iters`` iterations with ``procs`` processes of ``threads`` threads
+    (with ``--no-flush-denormal`` unless ``flush_denormal``)."""
     total = warmup + iters
     options = ['default_hooks.logger.interval=1',
                'log_processor.window_size=1', 'log_processor.by_epoch=False',
@@ -80,6 +84,8 @@ def run_layout(config: str, procs: int, threads: int, iters: int, warmup: int,
         env.update(PORT=str(find_free_port()), PYTHON=sys.executable)
         cmd = ['bash', osp.join(REPO_ROOT, 'tools', 'dist_train.sh'), config, str(procs)]
     cmd[cmd.index(config)] = iteration_config(config, total, work_dir)
+    if not flush_denormal:
+        cmd.append('--no-flush-denormal')
     cmd += ['--work-dir', work_dir, '--cfg-options', *options]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     log = proc.stdout + proc.stderr
@@ -108,6 +114,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--out', help='write the results as JSON to this file')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='passed to every run, e.g. train_dataloader.batch_size=32')
+    add_flush_denormal_arg(parser)
     return parser.parse_args(argv)
 
 
@@ -130,11 +137,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
     work_root = args.work_dir or tempfile.mkdtemp(prefix='benchmark_ddp_')
     results = {'config': args.config, 'batch_per_process': batch,
+               'flush_denormal': args.flush_denormal,
                'load_before': [round(x, 2) for x in os.getloadavg()], 'runs': {}}
     for name in layouts:
         procs, threads = known[name]
         run = run_layout(args.config, procs, threads, args.iters, args.warmup,
-                         args.cfg_options, osp.join(work_root, name))
+                         args.cfg_options, osp.join(work_root, name), args.flush_denormal)
         run['images_per_s'] = procs * batch / run['median_s']
         results['runs'][name.replace('N', str(args.procs))] = run
     results['load_after'] = [round(x, 2) for x in os.getloadavg()]

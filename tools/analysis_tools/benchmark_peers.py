@@ -38,6 +38,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from beitlab.registry import MODELS  # noqa: E402
 from beitlab.utils.benchmark import count_flops, measure_matmul_rate, synchronize  # noqa: E402
 from beitlab.utils.cli import HintedError, run_cli  # noqa: E402
+from beitlab.utils.denormals import add_flush_denormal_arg, setup_flush_denormal  # noqa: E402
 from beitlab.utils.runtime import check_config_file  # noqa: E402
 from beitlab.utils.setup_env import register_all_modules  # noqa: E402
 
@@ -78,6 +79,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument('--profile', action='store_true',
                         help='after timing, print a torch.profiler table of one step of each')
     parser.add_argument('--threads', type=int)
+    add_flush_denormal_arg(parser)
     parser.add_argument('--out', help='JSON output file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(argv)
@@ -176,6 +178,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                               scope_name=cfg.get('default_scope', 'beitlab'))
     if args.threads:
         torch.set_num_threads(args.threads)
+    flush_denormal = setup_flush_denormal(args.flush_denormal)  # before the first computation
     device = torch.device(args.device)
     torch.manual_seed(0)
 
@@ -262,7 +265,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         iters=args.iters,
         warmup=args.warmup, params=n_ours, hf_attn=args.hf_attn,
         versions=dict(torch=torch.__version__, transformers=transformers.__version__),
-        torch_threads=torch.get_num_threads(), matmul=matmul, frameworks={})
+        torch_threads=torch.get_num_threads(), matmul=matmul, frameworks={},
+        flush_denormal=dict(enabled=flush_denormal.requested, holds=flush_denormal.holds))
     for name, ts in times.items():
         med, med_cpu = statistics.median(ts), statistics.median(cpu_times[name])
         res['frameworks'][name] = dict(
@@ -287,6 +291,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
           f"patches/image, amp {args.amp}, compile {args.compile}, "
           f"tokenizer {'in' if args.with_tokenizer else 'out'}, "
           f"{torch.get_num_threads()} threads, matmul {matmul['flops_per_s'] / 1e9:.1f} GFLOP/s")
+    print(f'  {flush_denormal.message}')
     for name, r in res['frameworks'].items():
         print(f"  {name:13s} {r['median_s']:.3f} s/step ({r['median_cpu_s']:.2f} CPU s)  "
               f"{r['images_per_s']:.2f} images/s  "
