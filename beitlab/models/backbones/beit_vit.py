@@ -15,6 +15,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from beitlab.ops.attention import ATTN_IMPLS, biased_attention
 from beitlab.ops.relative_position import (
     build_relative_position_index,
     num_relative_distance,
@@ -90,13 +91,20 @@ class BEiTAttention(nn.Module):
         grid: when given, this layer owns ``relative_position_bias_table`` for that patch
             grid (official fine-tuning: one table per layer).
         proj_drop: dropout after the output projection.
+        attn_impl: form of ``softmax(q k^T / sqrt(d) + bias) v``: ``'sdpa'``, ``'explicit'``
+            or ``'auto'`` (per device, dtype and what autograd needs); see
+            :mod:`beitlab.ops.attention`.
     """
 
     def __init__(self, embed_dims: int, num_heads: int, qv_bias: bool = True,
-                 grid: Optional[Tuple[int, int]] = None, proj_drop: float = 0.) -> None:
+                 grid: Optional[Tuple[int, int]] = None, proj_drop: float = 0.,
+                 attn_impl: str = 'auto') -> None:
         super().__init__()
         if embed_dims % num_heads != 0:
             raise ValueError(f'embed_dims={embed_dims} is not divisible by num_heads={num_heads}')
+        if attn_impl not in ATTN_IMPLS:
+            raise ValueError(f'attn_impl={attn_impl!r} is not one of {ATTN_IMPLS}')
+        self.attn_impl = attn_impl
         self.num_heads = num_heads
         self.head_dims = embed_dims // num_heads
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=False)
@@ -167,8 +175,8 @@ class BEiTAttention(nn.Module):
                 rows = query_index[:, None, :, None].expand(-1, bias.shape[1], -1, t)
                 bias = torch.gather(bias, 2, rows)
             t = nq
-        # softmax(q k^T / sqrt(d_k) + bias) v, the relative bias enters as a float mask
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        # softmax(q k^T / sqrt(d_k) + bias) v
+        x = biased_attention(q, k, v, bias, self.attn_impl)
         x = x.transpose(1, 2).reshape(b, t, d)
         return self.proj_drop(self.proj(x))
 
@@ -182,11 +190,11 @@ class BEiTBlock(nn.Module):
     def __init__(self, embed_dims: int, num_heads: int, feedforward_channels: int,
                  qv_bias: bool = True, drop_rate: float = 0., drop_path_rate: float = 0.,
                  layer_scale_init_value: float = 0.,
-                 grid: Optional[Tuple[int, int]] = None) -> None:
+                 grid: Optional[Tuple[int, int]] = None, attn_impl: str = 'auto') -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(embed_dims, eps=LN_EPS)
         self.attn = BEiTAttention(embed_dims, num_heads, qv_bias=qv_bias, grid=grid,
-                                  proj_drop=drop_rate)
+                                  proj_drop=drop_rate, attn_impl=attn_impl)
         self.drop_path = DropPath(drop_path_rate)
         self.norm2 = nn.LayerNorm(embed_dims, eps=LN_EPS)
         self.mlp = Mlp(embed_dims, feedforward_channels, drop=drop_rate)
@@ -248,6 +256,13 @@ class BEiTViT(BaseModule):
             the patch grid in every block not in ``global_attn_indexes`` (ViTDet, for large
             detection inputs; see ``window_attention.py``); 0 keeps global attention.
         global_attn_indexes: blocks that keep global attention when ``window_size > 0``.
+        attn_impl: how attention with the relative position bias is computed, for every
+            block: ``'auto'`` (default) picks per device, dtype and what autograd needs
+            (on CPU under bf16 autocast when gradients are computed: the explicit
+            ``q k^T + bias``, softmax, ``@ v``, which stays in bf16; otherwise
+            ``scaled_dot_product_attention`` with the bias as its float mask); ``'sdpa'``
+            or ``'explicit'`` force one form. Values and gradients agree up to rounding;
+            :mod:`beitlab.ops.attention` has the measured choice.
     """
 
     arch_zoo: Dict[str, Dict[str, int]] = {
@@ -278,7 +293,8 @@ class BEiTViT(BaseModule):
                  frozen_stages: int = -1,
                  init_cfg: Optional[Union[dict, List[dict]]] = None,
                  window_size: int = 0,
-                 global_attn_indexes: Sequence[int] = ()) -> None:
+                 global_attn_indexes: Sequence[int] = (),
+                 attn_impl: str = 'auto') -> None:
         super().__init__(init_cfg=init_cfg)
         if window_size < 0:
             raise ValueError(f'window_size={window_size} must be >= 0 (0 = global attention)')
@@ -322,7 +338,7 @@ class BEiTViT(BaseModule):
             BEiTBlock(D, self.num_heads, self.feedforward_channels, qv_bias=qv_bias,
                       drop_rate=drop_rate, drop_path_rate=dpr[i],
                       layer_scale_init_value=layer_scale_init_value,
-                      grid=self.grid if use_rel_pos_bias else None)
+                      grid=self.grid if use_rel_pos_bias else None, attn_impl=attn_impl)
             for i in range(self.num_layers)
         ])
 
