@@ -4,9 +4,10 @@ Configs built by the mmengine ``Runner`` with ``default_scope = 'beitlab'`` find
 beitlab's parts here. Registries are filled only by
 :func:`beitlab.utils.register_all_modules`; importing this file registers nothing.
 
-Each docstring below is the contract a registered object must honour; the
-registry contract test (``tests/test_registry.py``) builds every entry and checks
-that it is documented.
+Each docstring below is the contract a registered object must honour: the registry
+contract test (``tests/test_registry_contracts.py``) builds every entry of every registry in
+:data:`ALL_REGISTRIES` with tiny arguments and runs it against its registry's contract, and
+``tests/test_registry.py`` checks that every entry is documented.
 """
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
@@ -34,10 +35,17 @@ MODELS.__doc__ = """Backbones, necks, heads, losses, data preprocessors and algo
 
 - backbone: ``forward(x: [B, C, H, W] float, mask: [B, H/P, W/P] bool | None)`` returns
   a tuple with one entry per ``out_indices``.
-- neck: ``forward(tuple of [B, C_i, H_i, W_i])`` returns a tuple of feature maps.
-- head: ``loss(feats, targets, mask) -> dict[str, Tensor]`` and, for predicting heads,
-  ``predict(...)``.
+- neck: ``forward(tuple of [B, C_i, H_i, W_i])`` returns a tuple of feature maps; BEiT
+  v2's ``PatchAggregationNeck`` works on tokens instead:
+  ``forward(early [B, 1+N, D], final [B, 1+N, D], grid, rel_pos_bias) -> [B, 1+N, D]``.
+- head: ``forward(feats, ...)`` returns the prediction and ``loss(feats, ...)`` a
+  ``dict[str, Tensor]`` with ``'loss'``; the arguments after ``feats`` are the head's own
+  (``target, mask`` for the MIM heads, ``ids_restore`` after them for ``MAEDecoder``,
+  ``data_samples`` for ``ClsHead``); predicting heads also have ``predict(...)``.
 - loss: ``forward(pred, target, ...) -> Tensor`` (a scalar unless ``reduction='none'``).
+- data preprocessor: an mmengine ``BaseDataPreprocessor``;
+  ``forward(data: dict, training: bool) -> dict(inputs=..., data_samples=...)`` with the
+  uint8 views turned into normalised float batches.
 - algorithm: an mmengine ``BaseModel``; ``forward(inputs, data_samples, mode)`` with
   mode in {'loss', 'predict', 'tensor'}; 'loss' returns ``dict[str, Tensor]``.
 """
@@ -86,8 +94,9 @@ OPTIMIZERS.__doc__ = """Optimizers: ``torch.optim.Optimizer`` subclasses
 (torch's are found through the parent)."""
 
 OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='beitlab')
-OPTIM_WRAPPERS.__doc__ = """Optimizer wrappers: mmengine ``OptimWrapper`` subclasses
-(found through the parent)."""
+OPTIM_WRAPPERS.__doc__ = """Optimizer wrappers: mmengine ``OptimWrapper`` subclasses;
+``optim_context(model)`` wraps the forward and ``update_params(loss)`` steps
+(mmengine's own are found through the parent)."""
 
 OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     'optimizer wrapper constructor', parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope='beitlab')
@@ -108,6 +117,9 @@ VISUALIZERS.__doc__ = """Visualizers: mmengine ``Visualizer`` subclasses."""
 VISBACKENDS = Registry('vis_backend', parent=MMENGINE_VISBACKENDS, scope='beitlab')
 VISBACKENDS.__doc__ = """Visualization backends (mmengine's are found through the parent)."""
 
+# Every registry above (tests/test_registry.py checks that none is left out). OPTIMIZERS,
+# PARAM_SCHEDULERS and VISBACKENDS hold no beitlab entry yet: they give the beitlab scope
+# mmengine's (and torch's) entries through their parents.
 ALL_REGISTRIES = {
     'models': MODELS,
     'tokenizers': TOKENIZERS,
@@ -117,7 +129,11 @@ ALL_REGISTRIES = {
     'transforms': TRANSFORMS,
     'metrics': METRICS,
     'hooks': HOOKS,
+    'optimizers': OPTIMIZERS,
+    'optim_wrappers': OPTIM_WRAPPERS,
     'optim_wrapper_constructors': OPTIM_WRAPPER_CONSTRUCTORS,
+    'param_schedulers': PARAM_SCHEDULERS,
     'model_wrappers': MODEL_WRAPPERS,
     'visualizers': VISUALIZERS,
+    'vis_backends': VISBACKENDS,
 }

@@ -28,6 +28,9 @@ def main() -> None:
         for name in names:
             doc = (registry.module_dict[name].__doc__ or '').strip().splitlines()
             print(f'  {name:<36} {doc[0] if doc else "(undocumented)"}')
+        if not names and registry.parent is not None:
+            print(f'  (no beitlab entry; the entries of {registry.parent.scope}\'s '
+                  f'{registry.parent.name!r} registry are found through it)')
         print()
 
 
