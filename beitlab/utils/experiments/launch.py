@@ -7,6 +7,7 @@ first, so the caller reads back what the run wrote. The config options travel as
 ``--cfg-options KEY=VALUE`` words that ``tools/train.py`` parses back to the very values
 given (checked before launching), so the log's first line is a command one can rerun.
 """
+import json
 import os
 import os.path as osp
 import shlex
@@ -91,7 +92,10 @@ def seed_options(seed: int, deterministic: Optional[bool] = None) -> Dict[str, A
 
 
 def _literal(value: Any) -> str:
-    """``value`` as text ``ConfigOptionsAction`` reads back: dicts as ``dict(k=v)``."""
+    """``value`` as text ``ConfigOptionsAction`` reads back: dicts as ``dict(k=v)``, strings
+    in double quotes (which the shell's single quotes around the word leave alone)."""
+    if isinstance(value, str):
+        return json.dumps(value)
     if isinstance(value, Mapping):
         if all(isinstance(k, str) and k.isidentifier() for k in value):
             return 'dict(' + ', '.join(f'{k}={_literal(v)}' for k, v in value.items()) + ')'
