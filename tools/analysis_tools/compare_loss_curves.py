@@ -4,15 +4,14 @@
         [--noise NOISE_WORK_DIR] [--key loss] [--skip 10]
 
 Reads each run's ``<work_dir>/<timestamp>/vis_data/scalars.json`` (mmengine's
-LocalVisBackend; log with ``default_hooks.logger.interval=1`` and
-``log_processor.window_size=1`` for per-iteration values) and prints the mean
+LocalVisBackend; a resumed run together with the run it resumed, see
+``beitlab.utils.experiments.read_scalars``; log with ``default_hooks.logger.interval=1``
+and ``log_processor.window_size=1`` for per-iteration values) and prints the mean
 absolute difference of ``--key`` over the common iterations (after ``--skip``),
 and the same for REF vs the noise run (same precision, another seed). "Within
 noise" means the first figure is not larger than the second.
 """
 import argparse
-import glob
-import json
 import os.path as osp
 import sys
 from typing import Optional
@@ -21,21 +20,12 @@ from typing import Optional
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from beitlab.utils.cli import run_cli  # noqa: E402
+from beitlab.utils.experiments import read_scalars  # noqa: E402
 
 
 def load_curve(work_dir: str, key: str) -> dict[int, float]:
-    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    if not files:
-        raise FileNotFoundError(f'no */vis_data/scalars.json under {work_dir!r}')
-    curve = {}
-    with open(files[-1]) as f:
-        for line in f:
-            rec = json.loads(line)
-            if key in rec and 'step' in rec:
-                curve[int(rec['step'])] = float(rec[key])
-    if not curve:
-        raise KeyError(f'{files[-1]} has no {key!r} entries')
-    return curve
+    """``{iteration: value}`` of ``key`` in the run history of ``work_dir``."""
+    return read_scalars(work_dir).curve(key)
 
 
 def mean_abs_diff(a: dict[int, float], b: dict[int, float], skip: int) -> tuple[float, int]:

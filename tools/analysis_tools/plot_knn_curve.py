@@ -3,14 +3,13 @@
     python tools/analysis_tools/plot_knn_curve.py RUN [RUN ...] --out docs/images/knn_curve.png \
         [--keys knn/top1_layer6] [--labels BEiT MAE] [--force]
 
-Each RUN is a work dir (its newest ``<timestamp>/vis_data/scalars.json`` is read) or a json
-log file itself. Every ``knn/top1_*`` key found (or those of ``--keys``) becomes one line,
-accuracy against iteration; a rollback or a resumed run that logs a step twice keeps the
-last value. The points are printed as a table too.
+Each RUN is a work dir (its newest ``<timestamp>/vis_data/scalars.json``, joined to the
+runs it resumed from: ``beitlab.utils.experiments.read_scalars``) or a json log file itself.
+Every ``knn/top1_*`` key found (or those of ``--keys``) becomes one line, accuracy against
+iteration; a rollback that logs a step twice keeps the last value. The points are printed
+as a table too.
 """
 import argparse
-import glob
-import json
 import os
 import os.path as osp
 import sys
@@ -21,42 +20,19 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from beitlab.utils.atomic_io import check_output_path  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
+from beitlab.utils.experiments import ScalarLog, read_scalars  # noqa: E402
 
 KNN_PREFIX = 'knn/top1_'
 
 
-def find_log(run: str) -> str:
-    """The json log of a work dir (newest run) or ``run`` itself when it is a file."""
-    if osp.isfile(run):
-        return run
-    files = sorted(glob.glob(osp.join(run, '*', 'vis_data', 'scalars.json')))
-    if not files:
-        raise FileNotFoundError(f'no <timestamp>/vis_data/scalars.json under {run!r}; give a '
-                                'work dir of tools/train.py or the json log file')
-    return files[-1]
-
-
-def load_knn_curves(path: str, keys: Optional[Sequence[str]] = None) -> Dict[str, Dict[int, float]]:
-    """``{key: {step: accuracy}}`` of the ``knn/top1_*`` entries (or ``keys``) of a json log."""
-    curves: Dict[str, Dict[int, float]] = {}
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f'{path}:{lineno}: not a json line ({err.msg})') from None
-            if 'step' not in rec:
-                continue
-            for key, value in rec.items():
-                if (key in keys) if keys else key.startswith(KNN_PREFIX):
-                    curves.setdefault(key, {})[int(rec['step'])] = float(value)
-    if not curves:
+def load_knn_curves(log: ScalarLog, keys: Optional[Sequence[str]] = None) -> Dict[str, Dict[int, float]]:
+    """``{key: {step: accuracy}}`` of the ``knn/top1_*`` entries (or ``keys``) of a run."""
+    found = [k for k in log.keys() if ((k in keys) if keys else k.startswith(KNN_PREFIX))]
+    if not found:
         wanted = ', '.join(keys) if keys else f'{KNN_PREFIX}*'
-        raise KeyError(f'{path} has no {wanted} entries: was KNNMonitorHook in the config\'s '
-                       'custom_hooks?')
-    return curves
+        raise KeyError(f'{", ".join(log.files)} has no {wanted} entries: was KNNMonitorHook in '
+                       'the config\'s custom_hooks?')
+    return {key: log.curve(key) for key in found}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -70,8 +46,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parser.parse_args(argv)
     if args.labels and len(args.labels) != len(args.runs):
         raise ValueError(f'--labels has {len(args.labels)} names for {len(args.runs)} runs')
-    logs = [find_log(run) for run in args.runs]
-    check_output_path(args.out, logs, force=args.force)
+    logs = [read_scalars(run) for run in args.runs]
+    check_output_path(args.out, [f for log in logs for f in log.files], force=args.force)
     labels = args.labels or [osp.basename(osp.normpath(run)) for run in args.runs]
 
     import matplotlib
