@@ -22,20 +22,20 @@ import os
 import os.path as osp
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # beitlab imports from this checkout
 sys.path.insert(0, REPO_ROOT)
 
+from beitlab.utils import experiments  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 from beitlab.utils.denormals import add_flush_denormal_arg  # noqa: E402
-from beitlab.utils.runtime import check_config_file, find_free_port  # noqa: E402
+from beitlab.utils.runtime import ConfigOptionsAction, check_config_file  # noqa: E402
 
 # mmengine's iteration line, e.g.
 # "Iter(train) [ 7/25]  lr: 1.0e-03  eta: 0:00:10  time: 0.5123  data_time: 0.0101  loss: ..."
@@ -66,36 +66,24 @@ def iteration_config(config: str, iters: int, work_dir: str) -> str:
 
 
 def run_layout(config: str, procs: int, threads: int, iters: int, warmup: int,
-               cfg_options: List[str], work_dir: str,
+               cfg_options: Mapping[str, Any], work_dir: str,
                flush_denormal: bool = True) -> Dict[str, Any]:
     """Train ``warmup + iters`` iterations with ``procs`` processes of ``threads`` threads
     (with ``--no-flush-denormal`` unless ``flush_denormal``)."""
     total = warmup + iters
-    options = ['default_hooks.logger.interval=1',
-               'log_processor.window_size=1', 'log_processor.by_epoch=False',
-               f'default_hooks.checkpoint.interval={total + 1}',
-               'default_hooks.checkpoint.by_epoch=False', *cfg_options]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    env['PYTHONPATH'] = os.pathsep.join([REPO_ROOT, env.get('PYTHONPATH', '')]).rstrip(
-        os.pathsep)
-    if procs == 1:
-        cmd = [sys.executable, osp.join(REPO_ROOT, 'tools', 'train.py'), config]
-    else:
-        env.update(PORT=str(find_free_port()), PYTHON=sys.executable)
-        cmd = ['bash', osp.join(REPO_ROOT, 'tools', 'dist_train.sh'), config, str(procs)]
-    cmd[cmd.index(config)] = iteration_config(config, total, work_dir)
-    if not flush_denormal:
-        cmd.append('--no-flush-denormal')
-    cmd += ['--work-dir', work_dir, '--cfg-options', *options]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
-    log = proc.stdout + proc.stderr
-    if proc.returncode != 0:
-        raise RuntimeError(f'{" ".join(cmd)} exited with {proc.returncode}:\n{log[-4000:]}')
-    times = parse_iteration_times(log)
+    options = {'default_hooks.logger.interval': 1,
+               'log_processor.window_size': 1, 'log_processor.by_epoch': False,
+               'default_hooks.checkpoint.interval': total + 1,
+               'default_hooks.checkpoint.by_epoch': False, **cfg_options}
+    run = experiments.train(iteration_config(config, total, work_dir), work_dir, options,
+                            extra_args=[] if flush_denormal else ['--no-flush-denormal'],
+                            nproc=procs, threads=threads)
+    with open(run.log_file, errors='replace') as f:
+        times = parse_iteration_times(f.read())
     timed = [times[i] for i in range(warmup + 1, total + 1) if i in times]
     if len(timed) < iters:
         raise RuntimeError(f'expected {iters} logged iterations after {warmup} warm-up ones '
-                           f'in the log of {" ".join(cmd)}, found {len(timed)}')
+                           f'in {run.log_file}, found {len(timed)}')
     return dict(procs=procs, threads=threads,
                 median_s=statistics.median(t for t, _ in timed),
                 median_data_s=statistics.median(d for _, d in timed),
@@ -112,7 +100,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=5, help='untimed first iterations')
     parser.add_argument('--work-dir', help='where the runs write (default: a temp dir)')
     parser.add_argument('--out', help='write the results as JSON to this file')
-    parser.add_argument('--cfg-options', nargs='+', default=[],
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction, default={},
                         help='passed to every run, e.g. train_dataloader.batch_size=32')
     add_flush_denormal_arg(parser)
     return parser.parse_args(argv)
@@ -130,9 +118,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     check_config_file(args.config)
     cfg = Config.fromfile(args.config, import_custom_modules=False)
     # The overrides every run gets, parsed as tools/train.py parses them.
-    overrides = argparse.Namespace()
-    DictAction(option_strings=[], dest='cfg_options')(None, overrides, args.cfg_options)
-    cfg.merge_from_dict(overrides.cfg_options)
+    cfg.merge_from_dict(args.cfg_options)
     batch = cfg.train_dataloader.batch_size
 
     work_root = args.work_dir or tempfile.mkdtemp(prefix='benchmark_ddp_')
