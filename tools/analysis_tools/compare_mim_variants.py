@@ -26,23 +26,25 @@ Every run goes through ``tools/train.py`` / ``tools/test.py``; results are appen
 ``<work-dir>/results.jsonl`` and a rerun skips what is done.
 """
 import argparse
-import importlib.util
 import json
 import os
 import os.path as osp
 import re
-import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # beitlab imports from this checkout
 sys.path.insert(0, REPO)
 
+from mmengine.config import Config  # noqa: E402
+
+from beitlab.utils import experiments  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
+from beitlab.utils.experiments import balanced_subset  # noqa: E402
 
 FINETUNE_CONFIG = 'configs/beit_finetune/beit_vit-fmnist_finetune-lrd0.65_fashion-mnist.py'
 DVAE_CONFIG = 'configs/dvae/dvae_fashion-mnist.py'
@@ -55,15 +57,6 @@ VARIANTS: Dict[str, str] = {
     'MaskFeat': 'configs/maskfeat/maskfeat_vit-fmnist_fashion-mnist.py',
 }
 _LOCK = threading.Lock()
-
-
-def _label_efficiency():
-    """tools/analysis_tools/label_efficiency.py, imported for its class-balanced subsets."""
-    path = osp.join(REPO, 'tools', 'analysis_tools', 'label_efficiency.py')
-    spec = importlib.util.spec_from_file_location('label_efficiency', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def parse_args() -> argparse.Namespace:
@@ -99,44 +92,31 @@ def parse_args() -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------------------- runs
-def run_tool(args: argparse.Namespace, name: str, tool: str, config: str, extra: List[str],
-             opts: List[str]) -> None:
-    cmd = [sys.executable, osp.join(REPO, 'tools', tool), config, *extra, '--cfg-options', *opts]
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO)
-    log_path = osp.join(args.work_dir, 'logs', f'{name}_{tool[:-3]}.log')
-    with open(log_path, 'w') as log:
-        log.write(' '.join(cmd) + '\n')
-        log.flush()
-        proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise RuntimeError(f'{tool} {config} failed for {name}; see {log_path}')
+def log_file(args: argparse.Namespace, name: str, tool: str) -> str:
+    return osp.join(args.work_dir, 'logs', f'{name}_{tool}.log')
 
 
-def schedule_opts(iters: int, cosine_t_max: bool) -> List[str]:
-    """Warm-up over the first 10 %, cosine to the end (the configs' two schedulers)."""
-    warm = max(1, iters // 10)
-    opts = [f'train_cfg.max_iters={iters}', f'param_scheduler.0.end={warm}',
-            f'param_scheduler.1.begin={warm}', f'param_scheduler.1.end={iters}']
-    if cosine_t_max:
-        opts.append(f'param_scheduler.1.T_max={iters - warm}')
-    return opts
+def schedule(config: str, iters: int) -> Dict[str, Any]:
+    """Warm-up over the first 10 %, then the config's main scheduler to the end."""
+    return experiments.schedule_options(Config.fromfile(osp.join(REPO, config)), iters,
+                                        warmup_iters=max(1, iters // 10))
 
 
 def train(args: argparse.Namespace, name: str, config: str, iters: int, batch: int,
-          extra_opts: List[str], cosine_t_max: bool = True) -> str:
+          extra_opts: Mapping[str, Any]) -> str:
     """tools/train.py for ``iters``; returns the final checkpoint (skipped when it exists)."""
     work = osp.abspath(osp.join(args.work_dir, name))
     ckpt = osp.join(work, f'iter_{iters}.pth')
     if osp.isfile(ckpt):
         return ckpt
-    t0 = time.time()
-    opts = [f'train_dataloader.dataset.data_root={osp.abspath(args.data_root)}',
-            f'train_dataloader.batch_size={batch}', 'train_dataloader.num_workers=1',
-            f'default_hooks.checkpoint.interval={iters}', 'default_hooks.logger.interval=5',
-            f'randomness.seed={args.seed}', *schedule_opts(iters, cosine_t_max), *extra_opts]
-    run_tool(args, name, 'train.py', config, ['--work-dir', work], opts)
+    opts = {'train_dataloader.dataset.data_root': osp.abspath(args.data_root),
+            'train_dataloader.batch_size': batch, 'train_dataloader.num_workers': 1,
+            'default_hooks.checkpoint.interval': iters, 'default_hooks.logger.interval': 5,
+            **schedule(config, iters), **extra_opts}
+    done = experiments.train(config, work, opts, seed=args.seed, threads=1,
+                             log_file=log_file(args, name, 'train'))
     record(args, dict(kind='train', name=name, iters=iters, batch=batch,
-                      minutes=round((time.time() - t0) / 60, 2)))
+                      minutes=round(done.seconds / 60, 2)))
     return ckpt
 
 
@@ -149,29 +129,29 @@ def finetune(args: argparse.Namespace, name: str, pretrained: Optional[str], tra
              test_ann: str) -> float:
     """The fine-tuning config, same recipe for every backbone; returns test top-1 (%)."""
     iters = args.finetune_iters
-    work = osp.abspath(osp.join(args.work_dir, f'ft_{slug(name)}'))
+    run = f'ft_{slug(name)}'
+    work = osp.abspath(osp.join(args.work_dir, run))
     root = osp.abspath(args.data_root)
-    opts = [f'model.pretrained={pretrained}',
-            f'train_dataloader.dataset.data_root={root}',
-            f'train_dataloader.dataset.ann_file={train_ann}',
-            f'train_dataloader.batch_size={args.finetune_batch_size}',
-            f'test_dataloader.dataset.data_root={root}',
-            f'test_dataloader.dataset.ann_file={test_ann}',
-            f'optim_wrapper.optimizer.lr={args.finetune_lr}',
-            f'model.data_preprocessor.mixup.prob={args.finetune_mixup_prob}',
-            f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters + 1}',
-            *schedule_opts(iters, cosine_t_max=False)[1:],
-            'val_dataloader=None', 'val_evaluator=None', 'val_cfg=None',
-            f'default_hooks.checkpoint.interval={iters}', 'default_hooks.logger.interval=10',
-            f'randomness.seed={args.seed}']
+    opts = {'model.pretrained': pretrained,
+            'train_dataloader.dataset.data_root': root,
+            'train_dataloader.dataset.ann_file': train_ann,
+            'train_dataloader.batch_size': args.finetune_batch_size,
+            'test_dataloader.dataset.data_root': root,
+            'test_dataloader.dataset.ann_file': test_ann,
+            'optim_wrapper.optimizer.lr': args.finetune_lr,
+            'model.data_preprocessor.mixup.prob': args.finetune_mixup_prob,
+            **schedule(FINETUNE_CONFIG, iters), 'train_cfg.val_interval': iters + 1,
+            'val_dataloader': None, 'val_evaluator': None, 'val_cfg': None,
+            'default_hooks.checkpoint.interval': iters, 'default_hooks.logger.interval': 10}
     if pretrained is None:
-        opts.append('optim_wrapper.paramwise_cfg.layer_decay_rate=1.0')
+        opts['optim_wrapper.paramwise_cfg.layer_decay_rate'] = 1.0
     t0 = time.time()
-    run_tool(args, f'ft_{slug(name)}', 'train.py', FINETUNE_CONFIG, ['--work-dir', work], opts)
-    run_tool(args, f'ft_{slug(name)}', 'test.py', FINETUNE_CONFIG,
-             [osp.join(work, f'iter_{iters}.pth'), '--work-dir', osp.join(work, 'test')], opts)
-    with open(osp.join(work, 'test', 'metrics.json')) as f:
-        top1 = float(json.load(f)['accuracy/top1'])
+    experiments.train(FINETUNE_CONFIG, work, opts, seed=args.seed, threads=1,
+                      log_file=log_file(args, run, 'train'))
+    tested = experiments.test(FINETUNE_CONFIG, osp.join(work, f'iter_{iters}.pth'),
+                              osp.join(work, 'test'), opts, threads=1,
+                              log_file=log_file(args, run, 'test'))
+    top1 = tested.metrics['accuracy/top1']
     record(args, dict(kind='finetune', name=name, top1=top1, iters=iters,
                       mixup_prob=args.finetune_mixup_prob,
                       labels=args.finetune_labels, test_images=args.test_images,
@@ -199,7 +179,6 @@ def benchmark(args: argparse.Namespace) -> Dict[str, float]:
     """Images/s of one pre-training step per variant (1 thread, interleaved rounds, median)."""
     import numpy as np
     import torch
-    from mmengine.config import Config
     from mmengine.structures import BaseDataElement
 
     from beitlab.registry import MASK_GENERATORS, MODELS
@@ -289,9 +268,8 @@ def main() -> None:
     if args.report_only:
         print(write_report(args, load_results(args)))
         return
-    le = _label_efficiency()
     P, B = args.pretrain_iters, args.batch_size
-    common = [f'optim_wrapper.optimizer.lr={args.lr}']
+    common = {'optim_wrapper.optimizer.lr': args.lr}
     ckpts: Dict[str, str] = {}
 
     def tokens_chain() -> None:
@@ -300,22 +278,20 @@ def main() -> None:
         if not osp.isfile(dvae):
             dvae = train(args, 'dvae', DVAE_CONFIG, args.tokenizer_iters,
                          args.tokenizer_batch_size,
-                         ['val_dataloader=None', 'val_evaluator=None', 'val_cfg=None',
-                          'train_cfg.val_interval=100000000', 'custom_hooks=[]'],
-                         cosine_t_max=False)
+                         {'val_dataloader': None, 'val_evaluator': None, 'val_cfg': None,
+                          'train_cfg.val_interval': 100000000, 'custom_hooks': []})
         wanted = set(args.variants)
         if wanted & {'BEiT (dVAE)', 'BEiT v2 (VQ-KD)'}:
             ckpts['BEiT (dVAE)'] = train(
                 args, 'beit', VARIANTS['BEiT (dVAE)'], P, B,
-                common + [f'model.target_generator.checkpoint={dvae}'])
+                {**common, 'model.target_generator.checkpoint': dvae})
         if 'BEiT v2 (VQ-KD)' in wanted:
             vqkd = train(args, 'vqkd', VQKD_CONFIG, args.tokenizer_iters,
                          args.tokenizer_batch_size,
-                         [f'model.tokenizer.teacher_checkpoint={ckpts["BEiT (dVAE)"]}'],
-                         cosine_t_max=False)
+                         {'model.tokenizer.teacher_checkpoint': ckpts['BEiT (dVAE)']})
             ckpts['BEiT v2 (VQ-KD)'] = train(
                 args, 'beitv2', VARIANTS['BEiT v2 (VQ-KD)'], P, B,
-                common + [f'model.target_generator.checkpoint={vqkd}'])
+                {**common, 'model.target_generator.checkpoint': vqkd})
 
     def pixel_chain(names: List[str]) -> None:
         for name in names:
@@ -342,9 +318,9 @@ def main() -> None:
     train_ann = osp.abspath(osp.join(args.work_dir, f'train_n{args.finetune_labels}.txt'))
     test_ann = osp.abspath(osp.join(args.work_dir, f'test_n{args.test_images}.txt'))
     with open(train_ann, 'w') as f:
-        f.write('\n'.join(le.balanced_subset(train_lines, args.finetune_labels, args.seed)) + '\n')
+        f.write('\n'.join(balanced_subset(train_lines, args.finetune_labels, args.seed)) + '\n')
     with open(test_ann, 'w') as f:
-        f.write('\n'.join(le.balanced_subset(test_lines, args.test_images, 1234)) + '\n')
+        f.write('\n'.join(balanced_subset(test_lines, args.test_images, 1234)) + '\n')
     done = {r['name'] for r in load_results(args) if r['kind'] == 'finetune'}
     todo = [(n, ckpts[n]) for n in args.variants if n not in done]
     if not args.no_scratch and 'random init' not in done:

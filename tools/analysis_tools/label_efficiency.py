@@ -19,11 +19,10 @@ import argparse
 import json
 import os
 import os.path as osp
-import subprocess
 import sys
 import time
 from collections import defaultdict
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
@@ -31,7 +30,11 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # beitlab imports from this checkout
 sys.path.insert(0, REPO)
 
+from mmengine.config import Config  # noqa: E402
+
+from beitlab.utils import experiments  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
+from beitlab.utils.experiments import balanced_subset  # noqa: E402
 
 DEFAULT_CONFIG = 'configs/beit_finetune/beit_vit-fmnist_finetune-lrd0.65_fashion-mnist.py'
 
@@ -81,23 +84,6 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def balanced_subset(lines: List[str], size: int, seed: int) -> List[str]:
-    """``size`` lines with (as near as possible) equal counts per class, drawn with ``seed``."""
-    by_class: Dict[int, List[str]] = defaultdict(list)
-    for line in lines:
-        by_class[int(line.rsplit(' ', 1)[1])].append(line)
-    if size >= len(lines):
-        return list(lines)
-    rng = np.random.default_rng(seed)
-    classes = sorted(by_class)
-    per_class = [size // len(classes) + (i < size % len(classes)) for i in range(len(classes))]
-    chosen = []
-    for c, n in zip(classes, per_class):
-        idx = rng.choice(len(by_class[c]), size=n, replace=False)
-        chosen.extend(by_class[c][i] for i in sorted(idx))
-    return chosen
-
-
 def run_key(args: argparse.Namespace, init: str, size: int, seed: int, iters: int) -> str:
     tag = f'-{args.tag}' if args.tag and init == 'pretrained' else ''
     return f'{args.recipe}_{init}{tag}_n{size}_it{iters}_s{seed}'
@@ -112,64 +98,52 @@ LIGHT_TRAIN_PIPELINE = [
 ]
 
 
-def build_run_config(args: argparse.Namespace, init: str, seed: int, iters: int,
-                     ann_file: str, work: str) -> str:
-    """The fine-tuning config with this run's data list, init, schedule and recipe; dumped to
-    ``<work>/config.py`` and returned."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(args.config)
+def run_options(args: argparse.Namespace, cfg: Config, init: str, iters: int,
+                ann_file: str) -> Dict[str, Any]:
+    """The fine-tuning config's cfg-options for this run's data list, init, schedule and
+    recipe (the same for tools/train.py and tools/test.py)."""
     warmup = max(1, int(round(args.warmup_frac * iters)))
-    cfg.model.pretrained = osp.abspath(args.checkpoint) if init == 'pretrained' else None
-    for loader in ('train_dataloader', 'test_dataloader'):
-        cfg[loader].dataset.data_root = osp.abspath(args.data_root)
-    cfg.train_dataloader.dataset.ann_file = ann_file
-    cfg.train_dataloader.batch_size = args.batch_size
+    root = osp.abspath(args.data_root)
+    options: Dict[str, Any] = {
+        'model.pretrained': osp.abspath(args.checkpoint) if init == 'pretrained' else None,
+        'train_dataloader.dataset.data_root': root,
+        'test_dataloader.dataset.data_root': root,
+        'train_dataloader.dataset.ann_file': ann_file,
+        'train_dataloader.batch_size': args.batch_size,
+        'optim_wrapper.optimizer.lr': args.lr,
+        **experiments.schedule_options(cfg, iters, warmup_iters=warmup),
+        'train_cfg.val_interval': iters + 1,
+        'val_dataloader': None, 'val_evaluator': None, 'val_cfg': None,
+        'default_hooks.checkpoint': dict(type='beitlab.AtomicCheckpointHook', interval=iters,
+                                         by_epoch=False, max_keep_ckpts=1),
+        'default_hooks.logger.interval': 50,
+    }
     if args.recipe == 'light':
         # Mixup/CutMix, RandAugment and random erasing are built for 100+ epoch schedules; in a
         # few hundred steps they keep BOTH models from fitting (random init stayed at chance).
-        cfg.model.data_preprocessor.mixup = None
-        cfg.train_dataloader.dataset.pipeline = LIGHT_TRAIN_PIPELINE
-    cfg.optim_wrapper.optimizer.lr = args.lr
+        options['model.data_preprocessor.mixup'] = None
+        options['train_dataloader.dataset.pipeline'] = LIGHT_TRAIN_PIPELINE
     if init == 'scratch':
-        cfg.optim_wrapper.paramwise_cfg.layer_decay_rate = args.scratch_layer_decay
+        options['optim_wrapper.paramwise_cfg.layer_decay_rate'] = args.scratch_layer_decay
     if args.bf16:
-        cfg.optim_wrapper.type = 'AutocastOptimWrapper'
-        cfg.test_cfg = dict(type='TestLoop', fp16=True)
-    cfg.param_scheduler = [
-        dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup),
-        dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=False, begin=warmup, end=iters),
-    ]
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters + 1)
-    cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
-    cfg.default_hooks.checkpoint = dict(type='beitlab.AtomicCheckpointHook', interval=iters, by_epoch=False,
-                                        max_keep_ckpts=1)
-    cfg.default_hooks.logger.interval = 50
-    cfg.randomness = dict(seed=seed, deterministic=False)
-    os.makedirs(work, exist_ok=True)
-    path = osp.join(work, 'config.py')
-    cfg.dump(path)
-    return path
+        options['optim_wrapper.type'] = 'AutocastOptimWrapper'
+        options['test_cfg'] = dict(type='TestLoop', fp16=True)
+    return options
 
 
-def one_run(args: argparse.Namespace, init: str, size: int, seed: int, iters: int,
+def one_run(args: argparse.Namespace, cfg: Config, init: str, size: int, seed: int, iters: int,
             ann_file: str) -> dict:
     """Fine-tune with tools/train.py, evaluate the final checkpoint with tools/test.py."""
     key = run_key(args, init, size, seed, iters)
     work = osp.abspath(osp.join(args.work_dir, key))
-    config = build_run_config(args, init, seed, iters, ann_file, work)
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=REPO)
+    options = run_options(args, cfg, init, iters, ann_file)
     t0 = time.time()
-    for tool, extra in (('train.py', ['--work-dir', work]),
-                        ('test.py', [osp.join(work, f'iter_{iters}.pth'), '--work-dir',
-                                     osp.join(work, 'test')])):
-        cmd = [sys.executable, osp.join(REPO, 'tools', tool), config, *extra]
-        with open(osp.join(args.work_dir, f'{key}_{tool[:-3]}.log'), 'w') as log:
-            proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        if proc.returncode != 0:
-            raise RuntimeError(f'{tool} failed for {key}; see {log.name}')
-    with open(osp.join(work, 'test', 'metrics.json')) as f:
-        metrics = json.load(f)
+    experiments.train(args.config, work, options, seed=seed, deterministic=False,
+                      threads=args.threads, log_file=osp.join(args.work_dir, f'{key}_train.log'))
     ckpt = osp.join(work, f'iter_{iters}.pth')
+    metrics = experiments.test(args.config, ckpt, osp.join(work, 'test'), options,
+                               threads=args.threads,
+                               log_file=osp.join(args.work_dir, f'{key}_test.log')).metrics
     if osp.exists(ckpt):
         os.remove(ckpt)  # ~40 MB each; the numbers are what we keep
     return dict(key=key, init=init, size=size, seed=seed, iters=iters, recipe=args.recipe,
@@ -257,6 +231,7 @@ def main() -> None:
             raise FileNotFoundError(f'pre-trained checkpoint {args.checkpoint!r} does not exist: '
                                     'train configs/beit/beit_vit-fmnist_fashion-mnist.py first '
                                     '(docs/finetune.md)')
+        cfg = Config.fromfile(args.config)
         with open(osp.join(args.data_root, 'meta', 'train.txt')) as f:
             lines = [line.strip() for line in f if line.strip()]
         done = {r['key'] for r in results}
@@ -270,7 +245,7 @@ def main() -> None:
                 for init in args.inits:
                     if run_key(args, init, size, seed, iters[size]) in done:
                         continue
-                    r = one_run(args, init, size, seed, iters[size], ann)
+                    r = one_run(args, cfg, init, size, seed, iters[size], ann)
                     print(json.dumps(r), flush=True)
                     results.append(r)
                     with open(results_file, 'a') as f:
