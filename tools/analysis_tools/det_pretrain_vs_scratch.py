@@ -14,19 +14,21 @@ Usage::
         --checkpoint checkpoints/beit_fashion-mnist.pth --figure docs/figures/det_pretrain_vs_scratch.png
 """
 import argparse
-import glob
 import json
 import os
 import os.path as osp
-import subprocess
 import sys
 import time
-from typing import Dict, List
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Dict
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # beitlab imports from this checkout
 sys.path.insert(0, REPO)
 
+from mmengine.config import Config  # noqa: E402
+
+from beitlab.utils import experiments  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 
 DEFAULT_CONFIG = ('configs/mask-rcnn_beit/'
@@ -35,36 +37,28 @@ AP_KEYS = ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s', 'bbox_mAP_m',
            'segm_mAP_50', 'segm_mAP_75', 'segm_mAP_s', 'segm_mAP_m')
 
 
-def train_command(args: argparse.Namespace, run: str) -> List[str]:
+def train_options(args: argparse.Namespace, cfg: Config, run: str) -> Dict[str, Any]:
+    """The config's schedule set to ``--iters`` (the warm-up to ``--warmup-iters`` or kept),
+    validation and a checkpoint at the end, and the backbone initialisation of ``run``."""
     n = args.iters
-    options = [f'train_cfg.max_iters={n}', f'train_cfg.val_interval={n}',
-               f'param_scheduler.1.end={n}', f'default_hooks.checkpoint.interval={n}',
-               f'train_dataloader.batch_size={args.batch_size}', f'randomness.seed={args.seed}']
+    options = {**experiments.schedule_options(cfg, n, warmup_iters=args.warmup_iters),
+               'train_cfg.val_interval': n,
+               'default_hooks.checkpoint.interval': n,
+               'train_dataloader.batch_size': args.batch_size}
     if run == 'pretrained':
-        options.append(f'model.backbone.init_cfg.checkpoint={args.checkpoint}')
+        options['model.backbone.init_cfg.checkpoint'] = osp.abspath(args.checkpoint)
     else:
-        options.append('model.backbone.init_cfg=None')
-    return [sys.executable, osp.join(REPO, 'tools', 'train.py'), args.config, '--work-dir',
-            osp.join(args.work_dir, run), '--cfg-options', *options]
+        options['model.backbone.init_cfg'] = None
+    return options
 
 
-def read_scalars(work_dir: str) -> Dict:
-    """Loss per logged iteration and the last validation metrics from mmengine's scalars.json."""
-    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    if not files:
-        raise FileNotFoundError(f'no */vis_data/scalars.json under {work_dir}: did the run finish?')
-    steps, losses, metrics = [], [], {}
-    with open(files[-1]) as f:
-        for line in f:
-            rec = json.loads(line)
-            if 'loss' in rec:
-                steps.append(rec['step'])
-                losses.append(rec['loss'])
-            if 'coco/bbox_mAP' in rec:
-                metrics = {k: rec[f'coco/{k}'] for k in AP_KEYS if f'coco/{k}' in rec}
-    if not metrics:
-        raise KeyError(f'{files[-1]} has no coco/bbox_mAP entry (the final validation)')
-    return dict(steps=steps, loss=losses, metrics=metrics)
+def read_run(work_dir: str) -> Dict:
+    """Loss per logged iteration and the last validation metrics of a run."""
+    log = experiments.read_scalars(work_dir)
+    loss = log.curve('loss') if 'loss' in log.keys() else {}  # none in runs shorter than the log interval
+    final = log.last('coco/bbox_mAP')
+    metrics = {k: final[f'coco/{k}'] for k in AP_KEYS if f'coco/{k}' in final}
+    return dict(steps=list(loss), loss=list(loss.values()), metrics=metrics)
 
 
 def plot(results: Dict[str, Dict], path: str, title: str) -> None:
@@ -102,6 +96,8 @@ def main() -> None:
     parser.add_argument('--config', default=DEFAULT_CONFIG)
     parser.add_argument('--checkpoint', default='checkpoints/beit_fashion-mnist.pth')
     parser.add_argument('--iters', type=int, default=120)
+    parser.add_argument('--warmup-iters', type=int, default=None,
+                        help="warm-up iterations (default: the config's)")
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--work-dir', default='work_dirs/det_pretrain_vs_scratch')
@@ -124,28 +120,19 @@ def main() -> None:
                     f'BEiT checkpoint {args.checkpoint!r} not found (train '
                     f'configs/beit/beit_vit-fmnist_fashion-mnist.py first, or --runs scratch)')
             time.sleep(30)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [REPO, os.environ.get('PYTHONPATH', '')]).rstrip(os.pathsep))
-        if args.parallel:
-            env['OMP_NUM_THREADS'] = '1'
-        procs = {}
-        for run in args.runs:
-            os.makedirs(osp.join(args.work_dir, run), exist_ok=True)
-            log = open(osp.join(args.work_dir, f'{run}.log'), 'w')
-            start = time.time()
-            procs[run] = (subprocess.Popen(train_command(args, run), cwd=REPO, env=env,
-                                           stdout=log, stderr=subprocess.STDOUT), start)
-            if not args.parallel:
-                rc = procs[run][0].wait()
-                print(f'{run}: exit {rc} after {time.time() - start:.0f} s')
-        for run, (proc, start) in procs.items():
-            if args.parallel:
-                rc = proc.wait()
-                print(f'{run}: exit {rc} after {time.time() - start:.0f} s')
-            if proc.returncode != 0:
-                raise RuntimeError(f'{run} run failed; see {args.work_dir}/{run}.log')
+        cfg = Config.fromfile(args.config)
 
-    results = {run: read_scalars(osp.join(args.work_dir, run)) for run in args.runs}
+        def launch(run: str) -> None:
+            done = experiments.train(args.config, osp.join(args.work_dir, run),
+                                     train_options(args, cfg, run), seed=args.seed,
+                                     threads=1 if args.parallel else None,
+                                     log_file=osp.join(args.work_dir, f'{run}.log'))
+            print(f'{run}: finished after {done.seconds:.0f} s')
+
+        with ThreadPoolExecutor(max_workers=len(args.runs) if args.parallel else 1) as pool:
+            list(pool.map(launch, args.runs))
+
+    results = {run: read_run(osp.join(args.work_dir, run)) for run in args.runs}
     summary = dict(config=args.config, checkpoint=args.checkpoint, iters=args.iters,
                    batch_size=args.batch_size, seed=args.seed,
                    metrics={run: res['metrics'] for run, res in results.items()})

@@ -16,88 +16,69 @@ and draws the first validation scenes: image, ground truth, then one prediction 
         --figure docs/figures/seg_pretrain_vs_scratch.png
 """
 import argparse
-import glob
 import json
 import os
 import os.path as osp
 import pickle
-import subprocess
 import sys
-import time
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
+from mmengine.config import Config
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # beitlab imports from this checkout
 sys.path.insert(0, REPO_ROOT)
 
+from beitlab.utils import experiments  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
+from beitlab.utils.runtime import ConfigOptionsAction  # noqa: E402
 
 DEFAULT_CONFIG = 'configs/upernet_beit/upernet_beit-fmnist_1xb8-300it_fashion-mnist-scenes-48x48.py'
 RUNS = ('pretrained', 'scratch')
 
 
-def last_scalars(work_dir: str) -> Dict[str, dict]:
-    """Last validation entry (with ``mIoU``) and last training entry (with ``loss``) of the
-    newest ``<timestamp>/vis_data/scalars.json`` under ``work_dir``."""
-    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')),
-                   key=osp.getmtime)
-    if not files:
-        raise FileNotFoundError(f'no */vis_data/scalars.json under {work_dir!r}: did training run?')
-    val, train = {}, {}
-    with open(files[-1]) as f:
-        for line in f:
-            entry = json.loads(line)
-            if 'mIoU' in entry:
-                val = entry
-            elif 'loss' in entry:
-                train = entry
-    if not val:
-        raise KeyError(f'{files[-1]} has no validation entry with mIoU (val_interval too large?)')
-    return dict(val=val, train=train)
+def budget_options(config: str, iters: Optional[int], warmup_iters: Optional[int]) -> Dict[str, Any]:
+    """``iters`` iterations (the config's schedule resized by scheduler type), validated and
+    saved at the end; nothing when ``iters`` is ``None``."""
+    if iters is None:
+        if warmup_iters is not None:
+            raise ValueError('--warmup-iters needs --iters')
+        return {}
+    return {**experiments.schedule_options(Config.fromfile(config), iters, warmup_iters),
+            'train_cfg.val_interval': iters, 'default_hooks.checkpoint.interval': iters}
 
 
-def train_run(run: str, config: str, checkpoint: str, work_dir: str,
-              extra_options: List[str]) -> dict:
+def train_run(run: str, config: str, checkpoint: str, work_dir: str, seed: Optional[int],
+              extra_options: Mapping[str, Any]) -> dict:
     """Train one run through tools/train.py and return its result dict."""
     if run == 'pretrained':
         if not osp.isfile(checkpoint):
             raise FileNotFoundError(f'pre-trained checkpoint {checkpoint!r} does not exist; train '
                                     'configs/beit/beit_vit-fmnist_fashion-mnist.py first')
-        init = [f'model.backbone.init_cfg.checkpoint={checkpoint}']
+        init = {'model.backbone.init_cfg.checkpoint': osp.abspath(checkpoint)}
     else:
-        init = ['model.backbone.init_cfg=None']
-    run_dir = osp.join(work_dir, run)
-    cmd = [sys.executable, osp.join(REPO_ROOT, 'tools', 'train.py'), config, '--work-dir', run_dir,
-           '--cfg-options', *init, *extra_options]
-    print('$ ' + ' '.join(cmd), flush=True)
-    start = time.time()
-    subprocess.run(cmd, cwd=REPO_ROOT, check=True)
-    seconds = time.time() - start
-    scalars = last_scalars(run_dir)
+        init = {'model.backbone.init_cfg': None}
+    options = {**init, **extra_options}
+    done = experiments.train(config, osp.join(work_dir, run), options, seed=seed, echo=True)
+    log = done.scalars()
+    val = log.last('mIoU')
+    loss = log.last('loss')['loss'] if 'loss' in log.keys() else None
     result = dict(run=run, config=config, checkpoint=checkpoint if run == 'pretrained' else None,
-                  iters=scalars['val'].get('step'), train_seconds=round(seconds, 1),
-                  final_train_loss=scalars['train'].get('loss'),
-                  mIoU=scalars['val']['mIoU'], mAcc=scalars['val']['mAcc'],
-                  aAcc=scalars['val']['aAcc'], options=init + extra_options)
-    with open(osp.join(run_dir, 'result.json'), 'w') as f:
+                  iters=val.step, seed=seed, train_seconds=round(done.seconds, 1),
+                  final_train_loss=loss, mIoU=val['mIoU'], mAcc=val['mAcc'], aAcc=val['aAcc'],
+                  options=experiments.cfg_option_words(options))
+    with open(osp.join(done.work_dir, 'result.json'), 'w') as f:
         json.dump(result, f, indent=2)
     return result
 
 
-def test_run(run: str, config: str, work_dir: str, extra_options: List[str]) -> str:
+def test_run(run: str, config: str, work_dir: str, extra_options: Mapping[str, Any]) -> str:
     """``tools/test.py --out`` on the run's last checkpoint; returns the pickle path."""
-    run_dir = osp.join(work_dir, run)
-    with open(osp.join(run_dir, 'last_checkpoint')) as f:
-        checkpoint = f.read().strip()
+    run_dir = osp.abspath(osp.join(work_dir, run))
     out = osp.join(run_dir, 'val_predictions.pkl')
-    cmd = [sys.executable, osp.join(REPO_ROOT, 'tools', 'test.py'), config, checkpoint,
-           '--work-dir', osp.join(run_dir, 'test'), '--out', out]
-    if extra_options:
-        cmd += ['--cfg-options', *extra_options]
-    print('$ ' + ' '.join(cmd), flush=True)
-    subprocess.run(cmd, cwd=REPO_ROOT, check=True)
+    experiments.test(config, experiments.final_checkpoint(run_dir), osp.join(run_dir, 'test'),
+                     extra_options, extra_args=['--out', out], echo=True)
     return out
 
 
@@ -150,15 +131,22 @@ def main(argv: Optional[list] = None) -> None:
                         help='runs to train now (the table uses every result.json present)')
     parser.add_argument('--collect-only', action='store_true',
                         help='train nothing, only tabulate the existing results')
-    parser.add_argument('--cfg-options', nargs='+', default=[],
+    parser.add_argument('--seed', type=int, help="randomness.seed of both runs (default: the "
+                        "config's, 0)")
+    parser.add_argument('--iters', type=int, help="training iterations (default: the config's, "
+                        '300); the schedule is resized by scheduler type')
+    parser.add_argument('--warmup-iters', type=int, help="warm-up iterations with --iters "
+                        "(default: the config's)")
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction, default={},
                         help='extra key=value overrides passed to both runs (e.g. a data_root)')
     parser.add_argument('--out', help='also write the markdown table to this file')
     parser.add_argument('--figure', help='also draw predictions of every run to this PNG')
     args = parser.parse_args(argv)
 
     if not args.collect_only:
+        options = {**budget_options(args.config, args.iters, args.warmup_iters), **args.cfg_options}
         for run in args.runs:
-            train_run(run, args.config, args.checkpoint, args.work_dir, args.cfg_options)
+            train_run(run, args.config, args.checkpoint, args.work_dir, args.seed, options)
     results = []
     for run in RUNS:
         path = osp.join(args.work_dir, run, 'result.json')
