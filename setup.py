@@ -24,6 +24,7 @@ setup(
         'scipy',
         'pillow',
         'tqdm',
+        'safetensors>=0.4',  # .safetensors checkpoints (Hugging Face, timm)
     ],
     extras_require={
         # the suite also covers the TensorBoard backend and the ONNX export

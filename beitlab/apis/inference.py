@@ -40,36 +40,24 @@ LOADING_STEPS = ('LoadImageChecked', 'beitlab.LoadImageChecked', 'LoadImageFromF
 def checkpoint_state_dict(checkpoint: Dict[str, Any], source: str = 'checkpoint',
                           model_keys: Sequence[str] = ()
                           ) -> Tuple[Dict[str, Tensor], str, Dict[str, Any]]:
-    """``(state_dict, layout, meta)`` of a loaded checkpoint in any of the accepted layouts.
+    """``(state_dict, layout, meta)`` of a loaded checkpoint, with beitlab's names.
 
-    - ``'mmengine'``: ``{'state_dict': {...}, 'meta': {...}}`` (``tools/train.py``,
-      ``publish_mim_checkpoint.py``): keys used as they are.
-    - ``'official'``: ``{'model': {...}}`` (``microsoft/unilm`` ``beit/``): bare backbone names
-      get ``backbone.``, ``lm_head.*`` (pre-training) and ``head.*`` (fine-tuning) become
-      ``head.fc.*``, ``relative_position_index`` buffers are dropped.
-    - ``'plain'``: a bare ``{name: tensor}`` dict, used as is when a key starts with
-      ``backbone.`` or ``head.fc.`` or is one of ``model_keys``; otherwise read as an
-      official state dict.
+    The state dict is found by the one unwrap rule (:mod:`beitlab.checkpoint.unwrap`:
+    ``state_dict`` / ``model`` / ``module`` / ``ema``); it is used as it is when a key is one
+    of ``model_keys``, and otherwise converted from the registered layout its keys fit
+    (:mod:`beitlab.checkpoint.layouts`; an official ``{'model': ...}`` file: bare backbone
+    names get ``backbone.``, ``lm_head.*`` (pre-training) and ``head.*`` (fine-tuning) become
+    ``head.fc.*``, ``relative_position_index`` buffers are dropped). ``layout`` is
+    ``'beitlab'`` or the name of the layout converted from
+    (:func:`beitlab.checkpoint.model_state.model_state_dict`).
     """
-    from beitlab.utils.official_checkpoint import official_to_beitlab
-    from beitlab.utils.pretrained import official_classifier_to_beitlab
+    from beitlab.checkpoint.model_state import model_state_dict
 
     if not isinstance(checkpoint, dict):
         raise TypeError(f'{source} holds a {type(checkpoint).__name__}, expected a dict '
                         "({'state_dict': ...}, {'model': ...} or a plain state dict)")
-    meta = checkpoint.get('meta') if isinstance(checkpoint.get('meta'), dict) else {}
-    if isinstance(checkpoint.get('state_dict'), dict):
-        return dict(checkpoint['state_dict']), 'mmengine', meta
-    if isinstance(checkpoint.get('model'), dict):
-        state, layout = checkpoint['model'], 'official'
-    else:
-        state, layout = checkpoint, 'plain'
-        known = set(model_keys)
-        if any(k.startswith(('backbone.', 'head.fc.')) or k in known for k in state):
-            return dict(state), layout, meta
-    if 'lm_head.weight' in state or 'lm_head.bias' in state:   # official pre-training
-        return official_to_beitlab(state)[0], layout, meta
-    return official_classifier_to_beitlab(state), layout, meta
+    result = model_state_dict(checkpoint, source, model_keys)
+    return dict(result.state), result.layout, result.meta
 
 
 def init_model(config: Union[str, os.PathLike, Config], checkpoint: Optional[str] = None,
@@ -79,8 +67,9 @@ def init_model(config: Union[str, os.PathLike, Config], checkpoint: Optional[str
 
     Args:
         config: a config file path or a ``Config``.
-        checkpoint: read with :func:`beitlab.utils.checkpoint.safe_torch_load`, in any layout
-            of :func:`checkpoint_state_dict`. None keeps the constructor's initialisation
+        checkpoint: read with :func:`beitlab.checkpoint.load_checkpoint_file` (``.pth`` with
+            ``weights_only=True``, or ``.safetensors``), in any layout of
+            :func:`checkpoint_state_dict`. None keeps the constructor's initialisation
             (``pretrained`` / ``init_cfg`` weights are not loaded: that is training's job).
         device: where the model lives.
         cfg_options: merged into the config first (as ``--cfg-options``).
@@ -91,9 +80,9 @@ def init_model(config: Union[str, os.PathLike, Config], checkpoint: Optional[str
         StrictLoadError: the checkpoint's keys or shapes do not fit the model; the message
             lists every missing, unexpected and mis-shaped key.
     """
+    from beitlab.checkpoint import load_checkpoint_file
     from beitlab.registry import MODELS
     from beitlab.utils import register_all_modules
-    from beitlab.utils.checkpoint import safe_torch_load
     from beitlab.utils.runtime import check_config_file
     from beitlab.utils.strict_load import load_state_dict_strict
 
@@ -111,7 +100,7 @@ def init_model(config: Union[str, os.PathLike, Config], checkpoint: Optional[str
         model = MODELS.build(copy.deepcopy(cfg.model))
     dataset_meta = None
     if checkpoint is not None:
-        ckpt = safe_torch_load(checkpoint, map_location='cpu')
+        ckpt = load_checkpoint_file(checkpoint, map_location='cpu')
         state, _, meta = checkpoint_state_dict(ckpt, repr(checkpoint), list(model.state_dict()))
         load_state_dict_strict(model, state, str(checkpoint), logger=None)
         dataset_meta = meta.get('dataset_meta')

@@ -21,13 +21,14 @@ class BEiTPretrained:
     Usage: ``backbone=dict(type='BEiTViT', ..., init_cfg=dict(type='BEiTPretrained',
     checkpoint='checkpoints/beit_fashion-mnist.pth', prefix='backbone.'))``.
 
-    Loading goes through :func:`beitlab.utils.pretrained.load_pretrained_backbone`: the
+    Loading goes through :func:`beitlab.checkpoint.pretrained.load_pretrained_backbone`: the
     pre-training head is dropped, the transfer rules and the layout adaptations are applied,
     and anything that still differs stops the run with one table, unless allowed here.
 
     Args:
-        checkpoint: path of a ``torch.save``'d state dict (or ``{'state_dict': ...}``),
-            always opened with ``weights_only=True``.
+        checkpoint: path of a ``torch.save``'d state dict (or ``{'state_dict': ...}``,
+            ``{'model': ...}``), always opened with ``weights_only=True``, or of a
+            ``.safetensors`` file.
         prefix: key prefix of the backbone in that file (``'backbone.'`` for beitlab
             algorithms, ``''`` for an official BEiT file).
         allow_missing, allow_unexpected, allow_shape_mismatch: backbone key patterns (glob,
@@ -49,7 +50,7 @@ class BEiTPretrained:
         if not isinstance(module, BEiTViT):
             raise TypeError(f'BEiTPretrained initialises a BEiTViT backbone, got '
                             f'{type(module).__name__}; put the init_cfg under model.backbone')
-        from beitlab.utils.pretrained import load_pretrained_backbone
+        from beitlab.checkpoint.pretrained import load_pretrained_backbone
         a = self.allowance
         # logs left-at-init / not-loaded / dropped / copied / resized keys itself
         self.report = load_pretrained_backbone(

@@ -12,7 +12,7 @@ and then names beitlab's parts like mmseg's own:
 - ``MODELS``: ``BEiTViT`` (beitlab's backbone; mmseg's own, different ``BEiT`` is untouched)
   and ``ViTMultiScaleNeck``.
 - ``WEIGHT_INITIALIZERS``: ``BEiTPretrained``, a backbone ``init_cfg`` that loads a beitlab
-  / official BEiT checkpoint through :func:`beitlab.utils.pretrained.load_pretrained_backbone`
+  / official BEiT checkpoint through :func:`beitlab.checkpoint.pretrained.load_pretrained_backbone`
   (shared relative position bias copied to every layer, bias tables and the absolute
   position embedding interpolated to the segmentation grid, missing / unexpected keys
   listed).

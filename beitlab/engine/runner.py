@@ -29,6 +29,7 @@ from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint
 
+from beitlab.checkpoint.model_state import model_state_dict
 from beitlab.utils.strict_load import (
     Allowance,
     AllowHint,
@@ -79,7 +80,11 @@ class BeitlabRunner(Runner):
     def load_checkpoint(self, filename: str, map_location: Union[str, Callable] = 'cpu',
                         strict: bool = False,
                         revise_keys: list = [(r'^module.', '')]) -> dict:  # noqa: B006 (mmengine's)
-        """Load ``filename``'s ``state_dict`` into the model strictly and return the checkpoint.
+        """Load ``filename``'s weights into the model strictly and return the checkpoint.
+
+        The weights are found as every beitlab loader finds them
+        (:func:`beitlab.checkpoint.model_state.model_state_dict`: ``state_dict`` / ``model`` /
+        ``module`` / ``ema``; an official BEiT file converted to beitlab's names).
 
         ``strict=True`` also ignores ``load_from_allow``; the default (mmengine's
         ``strict=False``) allows exactly what ``load_from_allow`` allows.
@@ -95,7 +100,8 @@ class BeitlabRunner(Runner):
                             'not a dict of tensors or a training checkpoint')
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self.model.module if is_model_wrapper(self.model) else self.model
-        state = checkpoint.get('state_dict', checkpoint)
+        # the one unwrap rule; an official {'model': ...} file gets beitlab's names
+        state = model_state_dict(checkpoint, repr(filename), model.state_dict().keys()).state
         resuming = getattr(self, '_resume_checks_optimizer', False)
         note = ('--resume continues a run: resume with the config the checkpoint was written '
                 'with' if resuming else

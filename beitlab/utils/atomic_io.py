@@ -37,7 +37,7 @@ TEMP_SUFFIX = '.tmp'
 # How thoroughly verify_torch_file reads a checkpoint back: 'zip' parses the zip central
 # directory and CRC-checks the pickle record (cheap: reads the pickle and the index only);
 # 'crc' also CRC-checks every tensor record (reads the whole file); 'load' unpickles it with
-# beitlab.utils.safe_torch_load (reads and deserializes everything).
+# beitlab.checkpoint.safe_torch_load (reads and deserializes everything).
 VERIFY_LEVELS = ('zip', 'crc', 'load')
 
 _umask_lock = threading.Lock()
@@ -140,13 +140,13 @@ def verify_torch_file(path: PathLike, level: str = 'zip') -> None:
         level: ``'zip'`` (the zip index is whole, every record lies inside the file and the
             pickle record's CRC matches; cost independent of the tensor bytes), ``'crc'``
             (every record's CRC: reads the whole file) or ``'load'`` (unpickle it with
-            ``weights_only=True`` through :func:`beitlab.utils.safe_torch_load`).
+            ``weights_only=True`` through :func:`beitlab.checkpoint.io.safe_torch_load`).
     """
     path = os.fspath(path)
     if level not in VERIFY_LEVELS:
         raise ValueError(f'verify level {level!r}: expected one of {VERIFY_LEVELS}')
     if level == 'load':
-        from .checkpoint import safe_torch_load
+        from beitlab.checkpoint.io import safe_torch_load
         try:
             safe_torch_load(path)
         except Exception as err:  # noqa: BLE001 - any failure to load means incomplete

@@ -22,6 +22,10 @@ def build_frozen_network(cfg: Union[dict, nn.Module],
     ``checkpoint`` strictly (:func:`~beitlab.utils.strict_load.load_checkpoint_strict`; the
     error names the ``role`` and adds ``hints``) and freeze it.
 
+    ``checkpoint`` is read like every other checkpoint (``.pth`` or ``.safetensors``, the
+    one unwrap rule of :mod:`beitlab.checkpoint.unwrap`): a beitlab file, or an official
+    BEiT ``{'model': ...}`` file (its bare names are converted to ``backbone.*`` first).
+
     The returned module has ``requires_grad=False`` everywhere and is in eval mode;
     its owner keeps it there by overriding ``train()`` (see ``PerceptualLoss``).
     """

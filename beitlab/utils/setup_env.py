@@ -30,7 +30,7 @@ def _import_tree(package_name: str) -> None:
 
 def register_all_modules(init_default_scope: bool = False) -> None:
     """Import every component module so that its decorator fills its registry,
-    make checkpoint loading safe (see :mod:`beitlab.utils.checkpoint`) and make
+    make checkpoint loading safe (see :mod:`beitlab.checkpoint.io`) and make
     ``init_cfg=dict(type='Pretrained')`` strict: mmengine's ``'Pretrained'`` weight
     initializer is rebound (``force=True``) to
     :class:`~beitlab.utils.strict_load.StrictPretrainedInit`, because mmengine's loads with
@@ -42,7 +42,8 @@ def register_all_modules(init_default_scope: bool = False) -> None:
         init_default_scope: also make ``beitlab`` the current mmengine default
             scope (configs normally set ``default_scope = 'beitlab'`` themselves).
     """
-    from .checkpoint import install_safe_checkpoint_loading
+    from beitlab.checkpoint.io import install_safe_checkpoint_loading
+
     from .strict_load import install_strict_pretrained_init
     install_safe_checkpoint_loading()
     install_strict_pretrained_init()

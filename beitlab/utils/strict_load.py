@@ -345,25 +345,21 @@ def load_checkpoint_strict(module: nn.Module, path: str, prefix: str = '',
                            allow_hint: Optional[AllowHint] = None,
                            target: Optional[str] = None,
                            extra_hints: Sequence[str] = ()) -> StrictLoadReport:
-    """Read ``path`` (``weights_only=True``; a bare state dict or ``{'state_dict': ...}``),
-    keep the keys under ``prefix`` with the prefix stripped (``''``: every key) and load them
-    with :func:`load_state_dict_strict` (the other arguments are its own).
+    """Read ``path`` (``.pth`` with ``weights_only=True``, or ``.safetensors``), take its
+    weights with the module's names (:func:`beitlab.checkpoint.model_state.read_model_state`:
+    the one unwrap rule, an official or other registered layout converted to beitlab's
+    names, the keys under ``prefix`` with the prefix stripped, ``''``: every key; a recorded
+    ``meta['backbone']`` checked when ``prefix='backbone.'``) and load them with
+    :func:`load_state_dict_strict` (the other arguments are its own).
 
     Raises:
-        KeyError: no key of the file starts with ``prefix``.
+        KeyError: no key of the file starts with ``prefix`` (``CheckpointKeyError``).
+        BackboneMetaMismatchError: the recorded backbone contradicts ``module``.
         StrictLoadError: the weights do not fit ``module``.
     """
-    from .checkpoint import safe_torch_load  # its allow-list covers mmengine checkpoints
-    checkpoint = safe_torch_load(path, map_location='cpu')
-    state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, Mapping) \
-        else checkpoint
-    if not isinstance(state, Mapping):
-        raise TypeError(f'{path!r} holds no state dict (got {type(state).__name__})')
-    sub = OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
-    if not sub:
-        raise KeyError(f'checkpoint {path!r} has no key starting with {prefix!r}; first keys: '
-                       f'{list(state)[:5]}')
-    return load_state_dict_strict(module, sub, str(path), allow_missing, allow_unexpected,
+    from beitlab.checkpoint.model_state import read_model_state
+    state = read_model_state(path, module, prefix).state
+    return load_state_dict_strict(module, state, str(path), allow_missing, allow_unexpected,
                                   allow_shape_mismatch, allow_hint=allow_hint, target=target,
                                   extra_hints=extra_hints)
 
@@ -438,9 +434,14 @@ class StrictPretrainedInit(PretrainedInit):
     ``'Pretrained'`` by :func:`install_strict_pretrained_init`.
 
     ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=None)`` reads the file as
-    mmengine does (its checkpoint loaders, so beitlab's safe local loader; ``state_dict``
-    unwrapped; ``prefix`` keeps the keys under it, stripped, otherwise a leading ``module.``
-    is stripped) and loads it with :func:`load_state_dict_strict`.
+    mmengine does (its checkpoint loaders, so beitlab's safe local loader, ``.safetensors``
+    included), takes the weights with the module's names
+    (:func:`beitlab.checkpoint.model_state.read_model_state`: the one unwrap rule, an official
+    ``{'model': ...}`` file or another registered layout converted to beitlab's names;
+    ``prefix`` keeps the keys under it, stripped, otherwise a leading ``module.`` is
+    stripped; ``meta['backbone']`` checked with ``prefix='backbone.'``) and loads them with
+    :func:`load_state_dict_strict`. An official file loads into a backbone with
+    ``prefix='backbone.'``.
 
     Args:
         checkpoint, prefix, map_location: as mmengine's ``PretrainedInit``.
@@ -460,23 +461,21 @@ class StrictPretrainedInit(PretrainedInit):
 
     def __call__(self, module: nn.Module) -> None:
         from mmengine.runner.checkpoint import _load_checkpoint
+
+        from beitlab.checkpoint.model_state import read_model_state
         print_log(f'load {self.prefix or "model"} from: {self.checkpoint} (strict)',
                   logger='current')
         checkpoint = _load_checkpoint(self.checkpoint, map_location=self.map_location)
-        state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, Mapping) \
-            else checkpoint
-        if not isinstance(state, Mapping):
+        if not isinstance(checkpoint, Mapping):
             raise TypeError(f'init_cfg Pretrained: {self.checkpoint!r} holds no state dict '
-                            f'(got {type(state).__name__})')
-        if self.prefix is None:
+                            f'(got {type(checkpoint).__name__})')
+        prefix = self.prefix
+        if prefix and not prefix.endswith('.'):
+            prefix += '.'
+        state = read_model_state(checkpoint, module, prefix or None,
+                                 source=f'init_cfg Pretrained {self.checkpoint!r}').state
+        if not prefix:
             state = OrderedDict((re.sub(r'^module\.', '', k), v) for k, v in state.items())
-        else:
-            prefix = self.prefix if self.prefix.endswith('.') else self.prefix + '.'
-            state = OrderedDict((k[len(prefix):], v) for k, v in state.items()
-                                if k.startswith(prefix))
-            if not state:
-                raise KeyError(f'init_cfg Pretrained: no key of {self.checkpoint!r} starts '
-                               f'with prefix {prefix!r}')
         a = self.allowance
         load_state_dict_strict(
             module, state, self.checkpoint, a.missing, a.unexpected, a.shape_mismatch,

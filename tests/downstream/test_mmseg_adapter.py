@@ -20,11 +20,11 @@ from mmengine.registry import DefaultScope
 from mmengine.structures import PixelData
 
 import beitlab.downstream.mmseg_adapter as adapter
+from beitlab.checkpoint.pretrained import load_pretrained_backbone
 from beitlab.datasets.fashion_mnist_scenes_seg import FASHION_MNIST_SCENES_CLASSES, FashionMNISTScenesDataset
 from beitlab.models.backbones.beit_vit import BEiTViT
 from beitlab.models.necks.multiscale_neck import ViTMultiScaleNeck
 from beitlab.ops.relative_position import resize_pos_embed, resize_rel_pos_bias_table
-from beitlab.utils.pretrained import load_pretrained_backbone
 
 from ..tools_helpers import FASHION_MNIST_SUBSET, REPO_ROOT, run_tool
 

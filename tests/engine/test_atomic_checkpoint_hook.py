@@ -15,8 +15,9 @@ from mmengine.evaluator import BaseMetric, Evaluator
 from mmengine.fileio.backends import local_backend
 from mmengine.runner import Runner
 
+from beitlab.checkpoint import safe_torch_load
 from beitlab.engine.hooks.atomic_checkpoint_hook import AtomicCheckpointHook, AtomicLocalBackend
-from beitlab.utils import register_all_modules, safe_torch_load
+from beitlab.utils import register_all_modules
 from beitlab.utils.atomic_io import find_temp_files
 
 

@@ -11,10 +11,11 @@ from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper
 from torch import nn
 
+from beitlab.checkpoint import safe_torch_load
 from beitlab.engine.hooks.nonfinite_guard_hook import NonFiniteGuardHook, module_groups
 from beitlab.engine.optimizers.autocast_optim_wrapper import AutocastOptimWrapper
 from beitlab.engine.optimizers.step_guard import install_step_guard, remove_step_guard
-from beitlab.utils import register_all_modules, safe_torch_load
+from beitlab.utils import register_all_modules
 from tests.tools_helpers import REPO_ROOT, run_tool
 
 CONFIG = REPO_ROOT / 'tests' / 'data' / 'configs' / 'toy_nonfinite.py'

@@ -10,8 +10,9 @@ from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
 from skimage import data as skdata
 
+from beitlab.checkpoint import install_safe_checkpoint_loading, safe_torch_load
 from beitlab.registry import MODELS, TRANSFORMS
-from beitlab.utils import install_safe_checkpoint_loading, register_all_modules, safe_torch_load
+from beitlab.utils import register_all_modules
 from tests.tools_helpers import REPO_ROOT, run_tool
 
 register_all_modules(init_default_scope=True)

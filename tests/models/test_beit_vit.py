@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from beitlab.checkpoint.layouts.official import official_to_beitlab
 from beitlab.models.backbones.beit_vit import BEiTViT
 from beitlab.ops.relative_position import (
     build_relative_position_index,
     resize_pos_embed,
     resize_rel_pos_bias_table,
 )
-from beitlab.utils.official_checkpoint import official_to_beitlab
 
 TINY = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)
 

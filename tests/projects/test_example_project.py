@@ -6,8 +6,9 @@ import re
 import numpy as np
 import torch
 
+from beitlab.checkpoint import safe_torch_load
 from beitlab.registry import MASK_GENERATORS, TARGET_GENERATORS
-from beitlab.utils import register_all_modules, safe_torch_load
+from beitlab.utils import register_all_modules
 
 from ..tools.test_mim_variant_configs import write_tiny_images
 from ..tools_helpers import run_tool

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from beitlab.checkpoint.layouts.official import CheckpointKeyError, beitlab_to_official, official_to_beitlab
 from beitlab.models.backbones.beit_vit import BEiTViT
-from beitlab.utils.official_checkpoint import CheckpointKeyError, beitlab_to_official, official_to_beitlab
 from tests.tools_helpers import run_tool
 
 TOOLS = Path(__file__).resolve().parents[2] / 'tools' / 'model_converters'

@@ -22,7 +22,8 @@ from typing import Optional
 
 import torch
 
-from beitlab.utils import find_resume_checkpoint, safe_torch_load
+from beitlab.checkpoint import safe_torch_load
+from beitlab.utils import find_resume_checkpoint
 from beitlab.utils.resume import checkpoint_problem
 
 from ..tools_helpers import REPO_ROOT

@@ -9,7 +9,8 @@ import pytest
 from mmengine.config import Config
 from PIL import Image
 
-from beitlab.utils import register_all_modules, safe_torch_load
+from beitlab.checkpoint import safe_torch_load
+from beitlab.utils import register_all_modules
 from beitlab.utils.config_check import check_config_types
 
 from ..tools_helpers import REPO_ROOT, run_tool

@@ -2,7 +2,7 @@
 resume, a fresh start that says so, and a resume that passes over a truncated newest file."""
 import torch
 
-from beitlab.utils import safe_torch_load
+from beitlab.checkpoint import safe_torch_load
 
 from ..tools_helpers import run_tool
 

@@ -2,7 +2,8 @@
 optimizer state, and tools/dist_train.sh with two CPU processes."""
 import torch
 
-from beitlab.utils import register_all_modules, safe_torch_load
+from beitlab.checkpoint import safe_torch_load
+from beitlab.utils import register_all_modules
 from beitlab.utils.runtime import find_free_port
 
 from ..tools_helpers import run_tool

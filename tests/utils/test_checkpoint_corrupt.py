@@ -5,8 +5,8 @@ import re
 import pytest
 import torch
 
-from beitlab.utils import safe_torch_load
-from beitlab.utils.checkpoint import CorruptCheckpointError, UnsafeCheckpointError
+from beitlab.checkpoint import safe_torch_load
+from beitlab.checkpoint.io import CorruptCheckpointError, UnsafeCheckpointError
 
 from ..tools_helpers import run_tool
 

@@ -5,8 +5,9 @@ import pickle
 import pytest
 import torch
 
-from beitlab.utils import UnsafeCheckpointError, register_all_modules, safe_torch_load
-from beitlab.utils.checkpoint import _history_buffer_method
+from beitlab.checkpoint import UnsafeCheckpointError, safe_torch_load
+from beitlab.checkpoint.io import _history_buffer_method
+from beitlab.utils import register_all_modules
 
 from ..tools_helpers import run_tool
 

@@ -9,9 +9,9 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
+from beitlab.checkpoint.layouts.official import beitlab_classifier_to_official, official_classifier_to_beitlab
 from beitlab.registry import MODELS
 from beitlab.utils import register_all_modules
-from beitlab.utils.pretrained import beitlab_classifier_to_official, official_classifier_to_beitlab
 from tests.models.test_beit_vit import official_index  # the official Attention's index
 from tests.tools_helpers import REPO_ROOT
 

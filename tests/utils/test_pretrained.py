@@ -4,13 +4,10 @@ conversion to and from the official layout."""
 import pytest
 import torch
 
+from beitlab.checkpoint.layouts.official import beitlab_classifier_to_official, official_classifier_to_beitlab
+from beitlab.checkpoint.pretrained import load_pretrained_backbone
 from beitlab.models.backbones.beit_vit import BEiTViT
 from beitlab.ops.relative_position import resize_rel_pos_bias_table
-from beitlab.utils.pretrained import (
-    beitlab_classifier_to_official,
-    load_pretrained_backbone,
-    official_classifier_to_beitlab,
-)
 from beitlab.utils.strict_load import StrictLoadError
 
 TINY = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)

@@ -11,7 +11,7 @@ in beitlab these are ``backbone.*`` and ``head.fc.*``. Importing drops the offic
 ``relative_position_index`` buffers (beitlab computes them; they are not in its state dict);
 exporting writes them next to every bias table and leaves out ``mask_token``, so the result
 loads with ``strict=True`` into the official fine-tuning model. Files are read with
-``weights_only=True``. The mapping lives in :mod:`beitlab.utils.pretrained`. An existing
+``weights_only=True``. The mapping lives in :mod:`beitlab.checkpoint.layouts.official`. An existing
 output is replaced only with ``--force`` (never when it is the input), atomically.
 """
 import argparse
@@ -22,10 +22,13 @@ from typing import List, Optional
 # The repository root, so that beitlab imports from this checkout.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from beitlab.checkpoint import safe_torch_load  # noqa: E402
+from beitlab.checkpoint.layouts.official import (  # noqa: E402
+    beitlab_classifier_to_official,
+    official_classifier_to_beitlab,
+)
 from beitlab.utils.atomic_io import atomic_torch_save, check_output_path  # noqa: E402
-from beitlab.utils.checkpoint import safe_torch_load  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
-from beitlab.utils.pretrained import beitlab_classifier_to_official, official_classifier_to_beitlab  # noqa: E402
 
 
 def main(argv: Optional[List[str]] = None) -> int:

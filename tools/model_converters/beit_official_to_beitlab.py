@@ -7,7 +7,7 @@ Official ``{'model': {...}}`` -> beitlab ``{'state_dict': {...}, 'meta': {...}}`
 backbone names get the ``backbone.`` prefix, ``lm_head.*`` becomes ``head.fc.*`` and the
 ``relative_position_index`` buffers are dropped (beitlab rebuilds them). Unknown or
 missing keys are an error (``CheckpointKeyError``) that names them. The logic lives in
-:mod:`beitlab.utils.official_checkpoint`. An existing output is replaced only with ``--force``
+:mod:`beitlab.checkpoint.layouts.official`. An existing output is replaced only with ``--force``
 (never when it is the input), atomically.
 """
 import argparse
@@ -18,9 +18,10 @@ from typing import List, Optional
 # The repository root, so that beitlab imports from this checkout.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from beitlab.checkpoint import load_checkpoint_file, unwrap_state_dict  # noqa: E402
+from beitlab.checkpoint.layouts.official import official_to_beitlab  # noqa: E402
 from beitlab.utils.atomic_io import atomic_torch_save, check_output_path  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
-from beitlab.utils.official_checkpoint import load_official_checkpoint, official_to_beitlab  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -38,8 +39,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     check_output_path(args.dst, [args.src], force=args.force)
-    state_dict, meta = official_to_beitlab(load_official_checkpoint(args.src), args.allow_missing,
-                                           args.allow_unknown)
+    official = unwrap_state_dict(load_checkpoint_file(args.src), repr(args.src))
+    state_dict, meta = official_to_beitlab(official, args.allow_missing, args.allow_unknown)
     meta['source_file'] = str(args.src)
     atomic_torch_save({'state_dict': state_dict, 'meta': meta}, args.dst)
     print(f'wrote {args.dst}: backbone {meta["backbone"]}, vocab_size {meta["vocab_size"]}')

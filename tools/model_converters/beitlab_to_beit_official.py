@@ -18,13 +18,10 @@ from typing import List, Optional
 # The repository root, so that beitlab imports from this checkout.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from beitlab.checkpoint import checkpoint_meta, load_checkpoint_file, unwrap_state_dict  # noqa: E402
+from beitlab.checkpoint.layouts.official import DEFAULT_EXPORT_IGNORED_PREFIXES, beitlab_to_official  # noqa: E402
 from beitlab.utils.atomic_io import atomic_torch_save, check_output_path  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
-from beitlab.utils.official_checkpoint import (  # noqa: E402
-    DEFAULT_EXPORT_IGNORED_PREFIXES,
-    beitlab_to_official,
-    load_beitlab_checkpoint,
-)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -47,7 +44,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     check_output_path(args.dst, [args.src], force=args.force)
     prefixes = tuple(args.ignore_prefix) if args.ignore_prefix else DEFAULT_EXPORT_IGNORED_PREFIXES
-    state_dict, meta = load_beitlab_checkpoint(args.src)
+    ckpt = load_checkpoint_file(args.src)
+    state_dict, meta = unwrap_state_dict(ckpt, repr(args.src)), checkpoint_meta(ckpt)
     official = beitlab_to_official(state_dict, meta, not args.no_index, args.allow_missing,
                                    args.allow_unknown, prefixes)
     atomic_torch_save({'model': official}, args.dst)

@@ -37,8 +37,8 @@ import torch
 # The repository root, so that beitlab imports from this checkout.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from beitlab.checkpoint import load_checkpoint_file, unwrap_state_dict  # noqa: E402
 from beitlab.utils.atomic_io import atomic_torch_save, check_output_path  # noqa: E402
-from beitlab.utils.checkpoint import safe_torch_load  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 
 PATTERNS = (
@@ -82,11 +82,9 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument('--force', action='store_true', help='replace an existing dst')
     args = parser.parse_args(argv)
     check_output_path(args.dst, [args.src], force=args.force)
-    ckpt = safe_torch_load(args.src)
-    state_dict = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state_dict, dict):
-        raise ValueError(f'{args.src!r} holds a {type(ckpt).__name__}, not a state dict; save '
-                         'the dall_e Encoder\'s state_dict() as shown in this tool\'s docstring')
+    # a state dict of tensors, or one under 'state_dict' / 'model' / 'module' / 'ema'; save
+    # the dall_e Encoder's state_dict() as shown in this tool's docstring
+    state_dict = unwrap_state_dict(load_checkpoint_file(args.src), repr(args.src))
     converted = convert_dalle_encoder(state_dict)
     vocab = converted['head.weight'].shape[0]
     hidden = converted['stem.weight'].shape[0]

@@ -18,11 +18,8 @@ from typing import Optional, Sequence
 # The repository root, so that beitlab imports from this checkout.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from beitlab.utils import (  # noqa: E402
-    atomic_torch_save,
-    check_output_path,
-    safe_torch_load,
-)
+from beitlab.checkpoint import checkpoint_meta, load_checkpoint_file, unwrap_state_dict  # noqa: E402
+from beitlab.utils import atomic_torch_save, check_output_path  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 
 
@@ -35,13 +32,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--force', action='store_true', help='replace an existing dst')
     args = parser.parse_args(argv)
     check_output_path(args.dst, [args.src], force=args.force)
-    ckpt = safe_torch_load(args.src)
-    state = ckpt.get('state_dict', ckpt)
+    ckpt = load_checkpoint_file(args.src)
+    state = unwrap_state_dict(ckpt, repr(args.src))
     kept = {k: v for k, v in state.items() if k.startswith(tuple(args.prefixes))}
     if not kept:
         raise KeyError(f'{args.src!r} has no key starting with {args.prefixes}; '
                        f'first keys: {list(state)[:5]}')
-    meta = dict(source=osp.abspath(args.src), iter=ckpt.get('meta', {}).get('iter'))
+    meta = dict(source=osp.abspath(args.src), iter=checkpoint_meta(ckpt).get('iter'))
     atomic_torch_save(dict(state_dict=kept, meta=meta), args.dst)
     print(f'saved {len(kept)} tensors ({", ".join(args.prefixes)}) to {args.dst}')
 

@@ -32,8 +32,9 @@ from mmengine.dataset import pseudo_collate
 # The repository root, so that beitlab imports from this checkout.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from beitlab.checkpoint import install_safe_checkpoint_loading, safe_torch_load  # noqa: E402
 from beitlab.registry import DATASETS, MODELS  # noqa: E402
-from beitlab.utils import install_safe_checkpoint_loading, register_all_modules, safe_torch_load  # noqa: E402
+from beitlab.utils import register_all_modules  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 from beitlab.utils.runtime import check_config_file  # noqa: E402
 

@@ -20,7 +20,7 @@ class ImageClassifier(BaseModel):
             (``out_type='cls_token'`` or ``'avg_featmap'``).
         head: config or module (:class:`~beitlab.models.heads.cls_head.ClsHead`).
         pretrained: checkpoint loaded into the backbone by :meth:`init_weights` through
-            :func:`beitlab.utils.pretrained.load_pretrained_backbone` (a beitlab MIM or an official
+            :func:`beitlab.checkpoint.pretrained.load_pretrained_backbone` (a beitlab MIM or an official
             BEiT checkpoint; shared rel-pos bias copied per layer, grids interpolated, the MIM
             head dropped). None: the backbone keeps its own init.
         pretrained_prefix: prefix of backbone keys in that checkpoint (``'backbone.'`` for
@@ -53,7 +53,7 @@ class ImageClassifier(BaseModel):
         """Init every part, then load ``pretrained`` into the backbone (once, at training start)."""
         super().init_weights()
         if self.pretrained:
-            from beitlab.utils.pretrained import load_pretrained_backbone
+            from beitlab.checkpoint.pretrained import load_pretrained_backbone
             a = self.pretrained_allow
             self.pretrained_report = load_pretrained_backbone(
                 self.backbone, self.pretrained, prefix=self.pretrained_prefix,

@@ -11,17 +11,15 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from beitlab.checkpoint.backbone_adapt import BackboneSpec, adapt_backbone_state
 from beitlab.ops.attention import ATTN_IMPLS, biased_attention
 from beitlab.ops.relative_position import (
     build_relative_position_index,
     num_relative_distance,
     relative_position_bias_for_grid,
-    resize_pos_embed,
-    resize_rel_pos_bias_table,
     to_2tuple_grid,
 )
 from beitlab.registry import MODELS
@@ -429,42 +427,13 @@ class BEiTViT(BaseModule):
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
         """Adapt a checkpoint of another layout before loading, as official BEiT
-        fine-tuning does: a shared table is copied into every layer's table when this
-        model has per-layer tables only, and a position embedding or bias table built for
-        another (square) grid is interpolated to this grid (each change is logged).
-        The strict loaders of :mod:`beitlab.utils.strict_load` compare keys and shapes after
-        this step, so what it adapts is never reported as a difference."""
-        shared_key = prefix + 'rel_pos_bias.relative_position_bias_table'
-        layer_keys = [f'{prefix}blocks.{i}.attn.relative_position_bias_table'
-                      for i in range(self.num_layers)]
-        if shared_key in state_dict and self.rel_pos_bias is None and \
-                self.blocks[0].attn.relative_position_bias_table is not None and \
-                not any(k in state_dict for k in layer_keys):
-            table = state_dict.pop(shared_key)
-            for k in layer_keys:
-                state_dict[k] = table.clone()
-            print_log(f'copied the shared {shared_key} into each layer\'s table', 'current')
-        pos_key = prefix + 'pos_embed'
-        if self.pos_embed is not None and pos_key in state_dict and \
-                state_dict[pos_key].shape != self.pos_embed.shape:
-            n = state_dict[pos_key].shape[1] - self.num_extra_tokens
-            side = math.isqrt(n)
-            if side * side == n:
-                state_dict[pos_key] = resize_pos_embed(state_dict[pos_key], side, self.grid,
-                                                       self.num_extra_tokens)
-                print_log(f'resized {pos_key} from grid {(side, side)} to {self.grid}', 'current')
-        for k in [shared_key] + layer_keys:
-            own = self.rel_pos_bias if k == shared_key else \
-                self.blocks[layer_keys.index(k)].attn
-            own_table = getattr(own, 'relative_position_bias_table', None)
-            if k not in state_dict or own_table is None or \
-                    state_dict[k].shape == own_table.shape:
-                continue
-            side = math.isqrt(state_dict[k].shape[0] - 3)
-            if side * side == state_dict[k].shape[0] - 3 and side % 2 == 1:
-                src = ((side + 1) // 2, ) * 2
-                state_dict[k] = resize_rel_pos_bias_table(state_dict[k], src, self.grid)
-                print_log(f'resized {k} from grid {src} to {self.grid}', 'current')
+        fine-tuning does (:func:`beitlab.checkpoint.backbone_adapt.adapt_backbone_state`: a
+        shared table copied into every layer's table when this model has per-layer tables
+        only, a position embedding or bias table of another square grid interpolated to this
+        grid, each change logged). The strict loaders of :mod:`beitlab.utils.strict_load`
+        compare keys and shapes after this step, so what it adapts is never reported as a
+        difference."""
+        adapt_backbone_state(state_dict, prefix, BackboneSpec.of(self))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ forward

@@ -1,9 +1,7 @@
 """Checks shared by tokenizers and the masked-image-modeling code that consumes their tokens."""
 from typing import Sequence, Tuple
 
-import torch
-
-from beitlab.utils.checkpoint import safe_torch_load
+from beitlab.checkpoint import load_checkpoint_file, select_prefix, unwrap_state_dict
 
 __all__ = ['check_token_grid', 'check_vocab_size', 'load_tokenizer_state_dict']
 
@@ -37,19 +35,16 @@ def check_vocab_size(tokenizer_vocab_size: int, num_classes: int) -> None:
 
 
 def load_tokenizer_state_dict(path: str, prefixes: Tuple[str, ...] = ('tokenizer.',)) -> dict:
-    """Read a tokenizer's state dict from ``path`` with ``torch.load(weights_only=True)``.
+    """Read a tokenizer's state dict from ``path`` (``.pth`` with ``weights_only=True``, or
+    ``.safetensors``).
 
-    Accepts a bare state dict or a dict holding it under ``state_dict`` (mmengine training
-    checkpoints included); a prefix shared by every key (``tokenizer.`` from
-    ``TokenizerTrainer`` checkpoints) is stripped.
+    The state dict is found by the one unwrap rule (:mod:`beitlab.checkpoint.unwrap`: a bare
+    state dict, or one under ``state_dict`` / ``model`` / ``module`` / ``ema``, e.g. an
+    mmengine training checkpoint or an official ``{'model': ...}`` file); a prefix shared by
+    every key (``tokenizer.`` from ``TokenizerTrainer`` checkpoints) is stripped.
     """
-    ckpt = safe_torch_load(path)  # its allow-list covers mmengine training checkpoints
-    state_dict = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state_dict, dict) or not all(
-            isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise ValueError(f'{path!r} holds no state dict of tensors (expected a dict of tensors '
-                         'or a dict with one under "state_dict")')
+    state_dict = unwrap_state_dict(load_checkpoint_file(path), repr(path))
     for prefix in prefixes:
-        if state_dict and all(k.startswith(prefix) for k in state_dict):
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
-    return state_dict
+        if all(k.startswith(prefix) for k in state_dict):
+            state_dict = select_prefix(state_dict, prefix, repr(path))
+    return dict(state_dict)

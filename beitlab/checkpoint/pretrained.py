@@ -1,54 +1,56 @@
-"""Load a pre-trained BEiT backbone for fine-tuning, and convert classifiers to and from the
-official BEiT layout (Bao et al., 2021, Sec. 2.6 and 3.1; official
-``beit/run_class_finetuning.py``).
+"""Load a pre-trained BEiT backbone for fine-tuning (Bao et al., 2021, Sec. 2.6 and 3.1;
+official ``beit/run_class_finetuning.py``).
 
 Fine-tuning starts from the MIM-pre-trained encoder with the MIM head removed. Official BEiT
 pre-trains with one relative position bias shared by all layers and fine-tunes with one
 table per layer, each initialised from the shared table; when the fine-tuning resolution
 differs, the relative position tables and the absolute position embedding are interpolated
-to the new patch grid. Segmentation and detection adapters reuse
-:func:`load_pretrained_backbone`. Loading is strict after these adaptations and the
-:func:`transfer_rules`: anything else that differs is an error with one table
+to the new patch grid (:mod:`beitlab.checkpoint.backbone_adapt`). Segmentation and detection
+adapters reuse :func:`load_pretrained_backbone`. Loading is strict after these adaptations
+and the :func:`transfer_rules`: anything else that differs is an error with one table
 (:mod:`beitlab.utils.strict_load`) unless the caller allows it.
 """
-import math
+import os
 import re
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from mmengine.logging import print_log
 from torch import Tensor, nn
 
-from beitlab.utils.checkpoint import install_safe_checkpoint_loading, safe_torch_load
 from beitlab.utils.strict_load import Allowance, AllowHint, load_state_dict_strict
 
-__all__ = ['load_pretrained_backbone', 'extract_backbone_state', 'transfer_rules',
-           'official_classifier_to_beitlab', 'beitlab_classifier_to_official']
+from .backbone_adapt import SHARED_TABLE
+from .io import load_checkpoint_file
+from .layouts import detect_layout, layout_to_beitlab
+from .meta import check_backbone_meta
+from .unwrap import checkpoint_meta, has_prefix, unwrap_state_dict
 
-SHARED_TABLE = 'rel_pos_bias.relative_position_bias_table'
+__all__ = ['load_pretrained_backbone', 'extract_backbone_state', 'transfer_rules',
+           'BACKBONE_PREFIX', 'MIM_HEAD_PREFIXES']
+
+BACKBONE_PREFIX = 'backbone.'
 MIM_HEAD_PREFIXES = ('head.', 'lm_head.')
 _BLOCK_TABLE = re.compile(r'^blocks\.(\d+)\.attn\.relative_position_bias_table$')
 
 
-def _unwrap(checkpoint: Mapping) -> Dict[str, Tensor]:
-    """The state dict inside an mmengine (``state_dict``), official (``model``/``module``) or
-    plain checkpoint."""
-    for key in ('state_dict', 'model', 'module'):
-        if key in checkpoint and isinstance(checkpoint[key], Mapping):
-            return dict(checkpoint[key])
-    return dict(checkpoint)
-
-
-def extract_backbone_state(state: Mapping[str, Tensor], prefix: str = 'backbone.'
+def extract_backbone_state(state: Mapping[str, Tensor], prefix: str = BACKBONE_PREFIX
                            ) -> Tuple[Dict[str, Tensor], list]:
     """Backbone entries with official names, and the names dropped.
 
     If any key starts with ``prefix`` (a beitlab checkpoint) only those keys are kept, with
     the prefix stripped; everything else (MIM head, target generator, ...) is dropped.
-    Otherwise (an official checkpoint) every key is kept except the MIM/classification head
-    (``head.*``, ``lm_head.*``). ``relative_position_index`` buffers are always dropped
-    (rebuilt by the backbone).
+    A state dict in another registered layout than the official one
+    (:mod:`beitlab.checkpoint.layouts`) is converted to beitlab's first. Otherwise (an
+    official checkpoint) every key is kept except the MIM/classification head (``head.*``,
+    ``lm_head.*``); what does not belong to a backbone is left for the strict loader to
+    report. ``relative_position_index`` buffers are always dropped (rebuilt by the backbone).
     """
-    if prefix and any(k.startswith(prefix) for k in state):
+    if not (prefix and has_prefix(state, prefix)):
+        layout = detect_layout(state, default=None)
+        if layout is not None and layout.name != 'official':
+            beitlab, _, _ = layout_to_beitlab(layout, state)
+            return extract_backbone_state(beitlab, BACKBONE_PREFIX)
+    if prefix and has_prefix(state, prefix):
         kept = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         dropped = [k for k in state if not k.startswith(prefix)]
     else:
@@ -98,8 +100,8 @@ def transfer_rules(state: Mapping[str, Tensor], target_keys: Iterable[str]
 
 
 def load_pretrained_backbone(backbone: nn.Module,
-                             path_or_state: Union[str, Mapping[str, Tensor]],
-                             prefix: str = 'backbone.',
+                             path_or_state: Union[str, 'os.PathLike[str]', Mapping[str, Any]],
+                             prefix: str = BACKBONE_PREFIX,
                              logger: str = 'current',
                              allow_missing: Optional[Sequence[str]] = None,
                              allow_unexpected: Optional[Sequence[str]] = None,
@@ -107,19 +109,24 @@ def load_pretrained_backbone(backbone: nn.Module,
                              allow_hint: Optional[AllowHint] = None) -> Dict[str, list]:
     """Load a beitlab MIM checkpoint or an official BEiT checkpoint into ``backbone``, strictly.
 
-    Steps: unwrap (``state_dict``/``model``), keep the backbone keys and drop the MIM head
-    (see :func:`extract_backbone_state`), apply :func:`transfer_rules`, then load with
+    Steps: read the file (``.pth`` with ``weights_only=True``, or ``.safetensors``), unwrap
+    it (:func:`~beitlab.checkpoint.unwrap.unwrap_state_dict`), check a recorded
+    ``meta['backbone']`` against ``backbone`` (:func:`~beitlab.checkpoint.meta.check_backbone_meta`),
+    keep the backbone keys and drop the MIM head (see :func:`extract_backbone_state`), apply
+    :func:`transfer_rules`, then load with
     :func:`beitlab.utils.strict_load.load_state_dict_strict`. The layout adaptation happens
-    in ``BEiTViT._load_from_state_dict`` (so ``load_from`` and ``init_cfg=Pretrained`` get it
-    too): the shared relative position bias is copied into every
-    ``blocks.i.attn.relative_position_bias_table`` when the target has per-layer tables only,
-    and position embeddings / bias tables of another square grid are interpolated. What
-    still differs after these rules and adaptations is an error, unless allowed.
+    in ``BEiTViT._load_from_state_dict`` (:mod:`beitlab.checkpoint.backbone_adapt`, so
+    ``load_from`` and ``init_cfg=Pretrained`` get it too): the shared relative position bias
+    is copied into every ``blocks.i.attn.relative_position_bias_table`` when the target has
+    per-layer tables only, and position embeddings / bias tables of another square grid are
+    interpolated. What still differs after these rules and adaptations is an error, unless
+    allowed.
 
     Args:
         backbone: a :class:`~beitlab.models.backbones.beit_vit.BEiTViT` (or any module with
             the official BEiT parameter names).
-        path_or_state: checkpoint file (loaded with ``weights_only=True``) or a state dict.
+        path_or_state: checkpoint file or its loaded content (a state dict, or a dict
+            holding one).
         prefix: prefix of the backbone keys in a beitlab checkpoint.
         allow_missing, allow_unexpected, allow_shape_mismatch: key patterns (backbone names
             without ``prefix``; glob or ``'re:'`` + regex) of further differences that may
@@ -132,17 +139,20 @@ def load_pretrained_backbone(backbone: nn.Module,
         ``dropped_keys`` (MIM head and other non-backbone entries, ``relative_position_index``
         buffers) and ``copied_keys`` (per-layer tables made from the shared one).
     Raises:
+        BackboneMetaMismatchError: the file's ``meta['backbone']`` names another width,
+            depth, head count, MLP width, patch size or input channels than ``backbone``.
         StrictLoadError: a tensor whose shape differs from the target's after the
             adaptation (e.g. another ``embed_dims`` or ``patch_size``), or a missing or
             unexpected key, not covered by the rules or the allowances.
     """
-    source = path_or_state if isinstance(path_or_state, str) else '<state dict>'
-    if isinstance(path_or_state, str):
-        install_safe_checkpoint_loading()  # checkpoints saved by mmengine carry its logging types
-        checkpoint = safe_torch_load(path_or_state)
+    if isinstance(path_or_state, (str, os.PathLike)):
+        source = os.fspath(path_or_state)
+        checkpoint = load_checkpoint_file(source)
     else:
-        checkpoint = path_or_state
-    state, dropped = extract_backbone_state(_unwrap(checkpoint), prefix)
+        source, checkpoint = '<state dict>', path_or_state
+    if prefix == BACKBONE_PREFIX:
+        check_backbone_meta(checkpoint_meta(checkpoint), backbone, repr(source))
+    state, dropped = extract_backbone_state(unwrap_state_dict(checkpoint, repr(source)), prefix)
     target_keys = set(backbone.state_dict())
     state, rule_dropped, fresh = transfer_rules(state, target_keys)
     # the pre-training [MASK] embedding is dropped like the MIM head; an unused final norm
@@ -170,48 +180,3 @@ def load_pretrained_backbone(backbone: nn.Module,
         f'{" " + str(dropped[:8]) if dropped else ""}; shared rel-pos bias copied into '
         f'{len(copied)} layers', logger=logger)
     return report
-
-
-def official_classifier_to_beitlab(state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
-    """Official fine-tuned BEiT (``head.{weight,bias}``, backbone keys bare, optionally inside
-    ``'model'``) -> ``ImageClassifier`` keys (``backbone.*``, ``head.fc.*``)."""
-    out = {}
-    for k, v in _unwrap(state).items():
-        if k.endswith('relative_position_index'):
-            continue
-        out[('head.fc.' + k[len('head.'):]) if k.startswith('head.') else 'backbone.' + k] = v
-    return out
-
-
-def _index_for_table(key: str, table: Tensor) -> Tensor:
-    """The ``relative_position_index`` buffer official BEiT saves next to a bias table
-    ``[(2H-1)(2W-1)+3, heads]`` of a square grid."""
-    from beitlab.ops.relative_position import build_relative_position_index
-    side = math.isqrt(table.shape[0] - 3)
-    if side * side != table.shape[0] - 3 or side % 2 == 0:
-        raise ValueError(f'{key!r} of shape {tuple(table.shape)} is not the table of a square '
-                         'grid ((2H-1)^2 + 3 rows); the official layout needs its index')
-    return build_relative_position_index((side + 1) // 2)
-
-
-def beitlab_classifier_to_official(state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
-    """``ImageClassifier`` state dict -> official fine-tuned BEiT layout (to save under
-    ``{'model': ...}``), loadable with ``strict=True`` into the official fine-tuning
-    ``VisionTransformer`` (``beit/modeling_finetune.py``): no ``mask_token`` (that model has
-    none), and the ``relative_position_index`` buffer it saves next to every bias table."""
-    out = {}
-    for k, v in _unwrap(state).items():
-        if k == 'backbone.mask_token':
-            continue
-        if k.startswith('backbone.'):
-            out[k[len('backbone.'):]] = v
-            if k.endswith('relative_position_bias_table'):
-                index_key = k[len('backbone.'):-len('bias_table')] + 'index'
-                out[index_key] = _index_for_table(k, v)
-        elif k.startswith('head.fc.'):
-            out['head.' + k[len('head.fc.'):]] = v
-        elif k.startswith('data_preprocessor.'):
-            continue
-        else:
-            raise KeyError(f'{k!r} has no place in the official BEiT classifier layout')
-    return out
