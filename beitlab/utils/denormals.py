@@ -147,9 +147,9 @@ def setup_flush_denormal(enabled: bool = True) -> FlushDenormalStatus:
         return FlushDenormalStatus(True, False, 'flush-to-zero: not available on this CPU '
                                    '(torch.set_flush_denormal supports x86 only)')
     if set_flush_to_zero(True):
-        return FlushDenormalStatus(True, True, f'flush-to-zero: on (FTZ/DAZ hold in all {threads} '
-                                   f'intra-op threads, the main thread included; turn off with '
-                                   f'--no-flush-denormal)')
+        return FlushDenormalStatus(True, True, f'flush-to-zero: on (FTZ/DAZ hold in every '
+                                   f'intra-op thread: {threads}, the main thread included; turn '
+                                   f'off with --no-flush-denormal)')
     failed = sum(1 for count in subnormal_survivors() if count)
     return FlushDenormalStatus(True, False, f'flush-to-zero: requested, but subnormals survive '
                                f'in {failed} of {threads} intra-op threads (the OpenMP runtime '

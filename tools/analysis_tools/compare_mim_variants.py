@@ -44,6 +44,7 @@ from mmengine.config import Config  # noqa: E402
 
 from beitlab.utils import experiments  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
+from beitlab.utils.denormals import add_flush_denormal_arg  # noqa: E402
 from beitlab.utils.experiments import balanced_subset  # noqa: E402
 
 FINETUNE_CONFIG = 'configs/beit_finetune/beit_vit-fmnist_finetune-lrd0.65_fashion-mnist.py'
@@ -88,7 +89,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--jobs', type=int, default=1, help='runs at once (each OMP_NUM_THREADS=1)')
     p.add_argument('--out', default='docs/variants_table.md')
     p.add_argument('--report-only', action='store_true')
+    add_flush_denormal_arg(p)  # the throughput benchmark here, passed on to every run
     return p.parse_args()
+
+
+def tool_args(args: argparse.Namespace) -> List[str]:
+    """Arguments every tools/train.py and tools/test.py run gets."""
+    return [] if args.flush_denormal else ['--no-flush-denormal']
 
 
 # ---------------------------------------------------------------------------- runs
@@ -114,7 +121,7 @@ def train(args: argparse.Namespace, name: str, config: str, iters: int, batch: i
             'default_hooks.checkpoint.interval': iters, 'default_hooks.logger.interval': 5,
             **schedule(config, iters), **extra_opts}
     done = experiments.train(config, work, opts, seed=args.seed, threads=1,
-                             log_file=log_file(args, name, 'train'))
+                             extra_args=tool_args(args), log_file=log_file(args, name, 'train'))
     record(args, dict(kind='train', name=name, iters=iters, batch=batch,
                       minutes=round(done.seconds / 60, 2)))
     return ckpt
@@ -147,10 +154,10 @@ def finetune(args: argparse.Namespace, name: str, pretrained: Optional[str], tra
         opts['optim_wrapper.paramwise_cfg.layer_decay_rate'] = 1.0
     t0 = time.time()
     experiments.train(FINETUNE_CONFIG, work, opts, seed=args.seed, threads=1,
-                      log_file=log_file(args, run, 'train'))
+                      extra_args=tool_args(args), log_file=log_file(args, run, 'train'))
     tested = experiments.test(FINETUNE_CONFIG, osp.join(work, f'iter_{iters}.pth'),
                               osp.join(work, 'test'), opts, threads=1,
-                              log_file=log_file(args, run, 'test'))
+                              extra_args=tool_args(args), log_file=log_file(args, run, 'test'))
     top1 = tested.metrics['accuracy/top1']
     record(args, dict(kind='finetune', name=name, top1=top1, iters=iters,
                       mixup_prob=args.finetune_mixup_prob,
@@ -183,8 +190,11 @@ def benchmark(args: argparse.Namespace) -> Dict[str, float]:
 
     from beitlab.registry import MASK_GENERATORS, MODELS
     from beitlab.utils import register_all_modules
+    from beitlab.utils.denormals import setup_flush_denormal
 
     torch.set_num_threads(1)
+    flush_denormal = setup_flush_denormal(args.flush_denormal)
+    print(flush_denormal.message, flush=True)
     register_all_modules(init_default_scope=True)
     torch.manual_seed(0)
     np.random.seed(0)
@@ -226,7 +236,7 @@ def benchmark(args: argparse.Namespace) -> Dict[str, float]:
             times[name].append(time.perf_counter() - t0)
     ips = {n: round(B / float(np.median(t)), 1) for n, t in times.items()}
     record(args, dict(kind='throughput', batch=B, rounds=args.bench_rounds, images_per_s=ips,
-                      load_average=os.getloadavg()[0]))
+                      load_average=os.getloadavg()[0], flush_denormal=flush_denormal.holds))
     return ips
 
 
