@@ -18,6 +18,7 @@ MODEL_CONVERTERS = {  # tool -> argv before src, dst
     'beit_official_to_beitlab': [],
     'beitlab_to_beit_official': [],
     'beit_classifier_official': ['to-beitlab'],
+    'convert': ['--from', 'official', '--to', 'beitlab'],
 }
 DATASET_CONVERTERS = ('fashion_mnist', 'fashion_mnist_scenes_seg', 'fashion_mnist_scenes_coco',
                       'fashion_mnist_subset')
@@ -103,16 +104,19 @@ def test_publish_force_replaces_and_the_cli_error_is_one_line(tmp_path) -> None:
 
 def test_official_converters_force_round_trip(tmp_path) -> None:
     src, mid, back = tmp_path / 'official.pth', tmp_path / 'beitlab.pth', tmp_path / 'back.pth'
-    torch.save({'model': official_state_dict()}, src)
-    to_beitlab = load_tool('model_converters', 'beit_official_to_beitlab')
-    to_official = load_tool('model_converters', 'beitlab_to_beit_official')
-    assert to_beitlab.main([str(src), str(mid)]) == 0
-    assert to_official.main([str(mid), str(back)]) == 0
+    official = official_state_dict()
+    torch.save({'model': official}, src)
+    convert = load_tool('model_converters', 'convert')
+    to_official = [str(mid), str(back), '--from', 'beitlab', '--to', 'official']
+    assert convert.main([str(src), str(mid), '--from', 'official', '--to', 'beitlab']) == 0
+    assert convert.main(to_official) == 0
+    back.write_bytes(b'stale')
     with pytest.raises(FileExistsError):
-        to_official.main([str(mid), str(back)])
-    assert to_official.main([str(mid), str(back), '--force', '--no-index']) == 0
+        convert.main(to_official)
+    assert back.read_bytes() == b'stale'
+    assert convert.main(to_official + ['--force']) == 0
     exported = torch.load(back, weights_only=True)['model']
-    assert not any(k.endswith('relative_position_index') for k in exported)
+    assert sorted(exported) == sorted(official)
     meta = torch.load(mid, weights_only=True)['meta']
     assert meta['source_file'] == str(src) and meta['vocab_size'] == 50
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == ['back.pth', 'beitlab.pth',
