@@ -27,9 +27,11 @@ setup(
         'safetensors>=0.4',  # .safetensors checkpoints (Hugging Face, timm)
     ],
     extras_require={
-        # the suite also covers the TensorBoard backend and the ONNX export
+        # the suite also covers the TensorBoard backend, the ONNX export and the Hugging Face
+        # checkpoint layout (against the transformers BEiT models)
         'tests': ['pytest>=7', 'pytest-timeout', 'scikit-image', 'ruff==0.17.5',
-                  'tensorboard==2.21.0', 'onnx==1.23.2', 'onnxruntime==1.32.0'],
+                  'tensorboard==2.21.0', 'onnx==1.23.2', 'onnxruntime==1.32.0',
+                  'transformers==5.24.0'],
         'tensorboard': ['tensorboard>=2.14'],
         'onnx': ['onnx>=1.15', 'onnxruntime>=1.17'],
         'downstream': ['mmdet==3.3.0', 'mmsegmentation==1.2.2', 'pycocotools', 'ftfy', 'regex'],
