@@ -6,9 +6,10 @@ Used by every loader that fills a whole module (``load_from`` / ``--resume`` /
 :func:`beitlab.apis.init_model`):
 
 1. the state dict is unwrapped by the one rule (:mod:`beitlab.checkpoint.unwrap`);
-2. unless its names are already the model's own, a state dict in a registered layout
-   (:mod:`beitlab.checkpoint.layouts`: an official ``{'model': ...}`` file, ...) is converted
-   to beitlab's names (``backbone.*``, ``head.fc.*``), its kind read from its keys;
+2. a state dict in a registered layout (:mod:`beitlab.checkpoint.layouts`: an official
+   ``{'model': ...}`` file, ...) is converted to beitlab's names (``backbone.*``,
+   ``head.fc.*``; its kind read from its keys), unless its own names fit the model better
+   (official names loaded into a bare ``BEiTViT``);
 3. with a ``prefix``, the entries under it are kept, the prefix stripped;
 4. a ``meta['backbone']`` recorded by the converter is checked against the module when the
    backbone is what is loaded (``prefix='backbone.'``).
@@ -18,6 +19,7 @@ from typing import Any, Dict, Iterable, Mapping, NamedTuple, Optional, Union
 
 from torch import Tensor, nn
 
+from .errors import CheckpointKeyError
 from .io import load_checkpoint_file
 from .layouts import BEITLAB, detect_layout, layout_to_beitlab
 from .meta import check_backbone_meta
@@ -46,8 +48,9 @@ def model_state_dict(checkpoint: Mapping[str, Any], source: str = 'checkpoint',
     Args:
         checkpoint: what the file holds.
         source: the file, for errors.
-        model_keys: the state-dict keys of the module loaded into (without ``prefix``); a
-            state dict that shares a name with them is used as it is.
+        model_keys: the state-dict keys of the module loaded into (without ``prefix``): a
+            state dict in a registered layout is converted when the converted names match
+            more of them than its own names do (always, when none are given).
         prefix: keep only the entries under it, stripped (None or ``''``: all).
     Raises:
         CheckpointKeyError: no state dict in ``checkpoint``, a registered layout whose keys
@@ -56,11 +59,17 @@ def model_state_dict(checkpoint: Mapping[str, Any], source: str = 'checkpoint',
     state = unwrap_state_dict(checkpoint, source)
     own = {(prefix or '') + k for k in model_keys}
     layout, kind = BEITLAB, None
-    if not own.intersection(state):
-        found = detect_layout(state, default=None)
-        if found is not None:
-            state, _, kind = layout_to_beitlab(found, state)
-            layout = found.name
+    found = detect_layout(state, default=None)
+    if found is not None:
+        raw_fit = len(own.intersection(state))
+        try:
+            converted, _, found_kind = layout_to_beitlab(found, state)
+        except CheckpointKeyError:
+            if not raw_fit:
+                raise
+        else:  # the names that fit the model best (beitlab's unless no module is given)
+            if not own or len(own.intersection(converted)) > raw_fit:
+                state, layout, kind = converted, found.name, found_kind
     if prefix:
         state = select_prefix(state, prefix, source)
     return ModelState(state, layout, checkpoint_meta(checkpoint), kind)

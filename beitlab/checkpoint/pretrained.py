@@ -45,11 +45,10 @@ def extract_backbone_state(state: Mapping[str, Tensor], prefix: str = BACKBONE_P
     ``lm_head.*``); what does not belong to a backbone is left for the strict loader to
     report. ``relative_position_index`` buffers are always dropped (rebuilt by the backbone).
     """
-    if not (prefix and has_prefix(state, prefix)):
-        layout = detect_layout(state, default=None)
-        if layout is not None and layout.name != 'official':
-            beitlab, _, _ = layout_to_beitlab(layout, state)
-            return extract_backbone_state(beitlab, BACKBONE_PREFIX)
+    layout = detect_layout(state, default=None)
+    if layout is not None and layout.name != 'official':
+        beitlab, _, _ = layout_to_beitlab(layout, state)
+        return extract_backbone_state(beitlab, BACKBONE_PREFIX)
     if prefix and has_prefix(state, prefix):
         kept = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         dropped = [k for k in state if not k.startswith(prefix)]

@@ -179,3 +179,28 @@ def test_a_recorded_backbone_that_contradicts_the_target_is_one_error(tmp_path) 
     from beitlab.utils.frozen_network import build_frozen_network
     with pytest.raises(BackboneMetaMismatchError, match='embed_dims=48'):
         build_frozen_network(wide, str(path))
+
+
+def test_a_registered_layout_is_converted_even_under_the_backbone_prefix(monkeypatch) -> None:
+    """A layout whose names share ``backbone.`` with beitlab's (as mmpretrain's do) is still
+    converted: the converted names fit the model better than its own."""
+    from beitlab.checkpoint import layouts
+    from beitlab.checkpoint.layouts.base import Layout
+    from beitlab.checkpoint.model_state import model_state_dict
+
+    def to_beitlab(state, kind):
+        return {k.replace('backbone.layers.', 'backbone.blocks.'): v for k, v in state.items()}, {}
+
+    renamed = Layout(name='renamed', description='blocks called layers',
+                     detect=lambda state: any(k.startswith('backbone.layers.') for k in state),
+                     to_beitlab=to_beitlab, from_beitlab=lambda state, kind, arch: dict(state))
+    monkeypatch.setitem(layouts.LAYOUTS, 'renamed', renamed)
+    src = pretrained_backbone()
+    theirs = {k.replace('backbone.blocks.', 'backbone.layers.'): v
+              for k, v in beitlab_state(src).items()}
+    model = MIMWeights()
+    result = model_state_dict({'state_dict': theirs}, model_keys=model.state_dict().keys())
+    assert result.layout == 'renamed' and set(result.state) == set(model.state_dict())
+    dst = BEiTViT(**PRETRAIN)
+    load_pretrained_backbone(dst, {'state_dict': theirs})
+    assert_same_backbone(dst, src)
