@@ -10,7 +10,7 @@ A schedule is read per scheduled parameter (``lr`` for ``*LR``, ``momentum`` for
 warm-up, a ``Linear*`` scheduler from iteration 0, and exactly one main scheduler,
 ``CosineAnnealing*``, ``MultiStep*`` or ``Poly*``, which begins either at 0 (running
 alongside the warm-up, as mmdet configs do) or where the warm-up ends (as the BEiT
-configs do, after microsoft/unilm ``beit/optim_factory.py``'s warm-up then cosine). Any
+configs do, after ``cosine_scheduler`` of microsoft/unilm ``beit/utils.py``). Any
 other layout is an error that names the types found.
 """
 import copy
