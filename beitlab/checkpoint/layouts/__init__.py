@@ -19,7 +19,7 @@ __all__ = ['LAYOUT_MODULES', 'LAYOUTS', 'BEITLAB', 'get_layout', 'detect_layout'
            'layout_to_beitlab', 'infer_beitlab_kind', 'known_layout_names', 'Layout', 'KINDS']
 
 # Detection tries them in this order; the first whose ``detect`` accepts a state dict wins.
-LAYOUT_MODULES = ('official', )
+LAYOUT_MODULES = ('official', 'hf', 'timm', 'mmpretrain')
 BEITLAB = 'beitlab'
 
 
