@@ -34,20 +34,22 @@ ATTN_IMPLS = ('auto', 'sdpa', 'explicit')
 ATTN_CASES = ('bias_grad', 'frozen_bias', 'no_bias', 'inference')
 
 # The form 'auto' takes; every key not listed takes 'sdpa'. Measured with
-# tools/analysis_tools/benchmark_attention.py: one BEiTAttention layer (fwd+bwd for the
-# training cases, fwd under no_grad for 'inference'), median time of 'explicit' over that of
-# 'sdpa', on an Intel Xeon with AMX bf16, 2 cores, torch 2.13 CPU, at the ViT-B shape
-# (8 x 197 tokens, 12 heads x 64) / the Fashion-MNIST config shape (64 x 65 tokens, 3 x 64);
-# rough figures from a shared machine:
-#   cpu bf16 bias_grad    0.74 / 0.74  SDPA falls back to its math path, which upcasts to fp32
-#   cpu bf16 frozen_bias  0.7-1.1 / 0.35  the CPU fused backward is slow in bf16
-#   cpu bf16 no_bias      0.74 / 0.35  (the same fused backward)
-#   cpu bf16 inference    1.18 / 1.22  -> SDPA (the fused forward wins)
-#   cpu fp32 bias_grad    1.05 / 0.94  -> SDPA (a tie: both run the same fp32 ops)
-#   cpu fp32 other cases  1.0-1.4      -> SDPA
-# The softmax in fp32 inside the explicit form cost 3-10 % more and changed no error.
+# tools/analysis_tools/benchmark_attention.py on an Intel Xeon with AMX bf16 (2 cores,
+# torch 2.13 CPU): one BEiTAttention layer, fwd+bwd for the training cases and fwd under
+# no_grad for 'inference', median time of 'explicit' over that of 'sdpa', at the ViT-B
+# shape (8 x 197 tokens, 12 heads x 64) / the Fashion-MNIST config shape (64 x 65 tokens,
+# 3 x 64). Rough figures from a shared machine: 2 threads when it was quiet, 1 thread
+# (CPU time) when it was loaded; 2 threads under load gave the same picture for
+# 'bias_grad' and 'inference' and about 1.05 for ViT-B 'frozen_bias' / 'no_bias'.
+#   cpu bf16 bias_grad    0.56-0.74 / 0.67-0.74  SDPA's math path upcasts bf16 to fp32
+#   cpu bf16 frozen_bias  0.70 / 0.34-0.36       the CPU fused backward is slow in bf16
+#   cpu bf16 no_bias      0.70 / 0.36            (the same fused backward)
+#   cpu bf16 inference    1.14 / 1.15 -> SDPA    (its fused forward wins)
+#   cpu fp32 training     0.93-1.08   -> SDPA    (a tie)
+#   cpu fp32 inference    1.16-1.23   -> SDPA
+# An fp32 softmax inside the explicit form cost 5-20 % more and changed no error.
 # CUDA: SDPA everywhere; with a bias that needs a gradient it takes the efficient-attention
-# kernel, which returns that gradient (not measured here: no GPU on the measuring machine).
+# kernel, which returns that gradient (not measured: no GPU was at hand).
 DEFAULT_FORMS: Dict[Tuple[str, torch.dtype, str], str] = {
     ('cpu', torch.bfloat16, 'bias_grad'): 'explicit',
     ('cpu', torch.bfloat16, 'frozen_bias'): 'explicit',
