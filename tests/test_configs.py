@@ -44,3 +44,35 @@ def test_checkpoint_hook_is_atomic(path: str) -> None:
     assert cls is not None and issubclass(cls, AtomicCheckpointHook), \
         f"{path}: default_hooks.checkpoint.type={hook['type']!r}; expected " \
         f"'beitlab.AtomicCheckpointHook'"
+
+
+FMNIST_MIM = 'configs/beit/beit_vit-fmnist_fashion-mnist.py'
+FMNIST_VARIANTS = ('configs/mae/mae_vit-fmnist_fashion-mnist.py',
+                   'configs/simmim/simmim_vit-fmnist_fashion-mnist.py',
+                   'configs/maskfeat/maskfeat_vit-fmnist_fashion-mnist.py',
+                   'configs/beitv2/beitv2_vit-fmnist_fashion-mnist.py')
+
+
+def _views(pipeline: list) -> list:
+    """The pipeline without its mask step (each method may mask its own way)."""
+    return [dict(t) for t in pipeline if t['type'] != 'GenerateMask']
+
+
+@pytest.mark.parametrize('path', FMNIST_VARIANTS)
+def test_fashion_mnist_variants_train_on_the_beit_data_and_backbone(path: str) -> None:
+    """docs/variants.md: the variants differ from the BEiT Fashion-MNIST config in the method
+    alone; the data come from one file, the backbone and normalisation must be equal."""
+    beit, variant = Config.fromfile(REPO_ROOT / FMNIST_MIM), Config.fromfile(REPO_ROOT / path)
+    shared = Config.fromfile(REPO_ROOT / 'configs/_base_/datasets/fashion-mnist_mim.py')
+    for cfg in (beit, variant):
+        loader = cfg.train_dataloader.to_dict()
+        assert _views(loader['dataset'].pop('pipeline')) == _views(cfg.train_pipeline)
+        assert _views(cfg.train_pipeline) == _views(shared.train_pipeline) == \
+            [dict(t) for t in shared.view_transforms] + [dict(type='PackTwoViewInputs')]
+        shared_loader = shared.train_dataloader.to_dict()
+        shared_loader['dataset'].pop('pipeline')
+        assert loader == shared_loader
+    assert beit.train_pipeline == shared.train_pipeline   # BEiT masks as the shared file does
+    backbone = {k: v for k, v in variant.model.backbone.items() if k != 'out_indices'}
+    assert backbone == {k: v for k, v in beit.model.backbone.items() if k != 'out_indices'}
+    assert variant.model.data_preprocessor == beit.model.data_preprocessor

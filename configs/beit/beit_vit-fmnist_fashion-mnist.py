@@ -2,15 +2,14 @@
 # docs/DESIGN.md: ViT (6 layers, 192 dims, 3 heads) on 32 px images with 4 px patches
 # (8 x 8 = 64 patches), abs pos embed + shared relative position bias, layer scale 0.1;
 # targets from the Phase-1 dVAE (32 px input, 4x down -> 8 x 8 tokens). Runs on 2 CPU cores.
+# Data: configs/_base_/datasets/fashion-mnist_mim.py, shared with the MIM variants.
 # Differences from the ImageNet recipe (configs/beit/mim_vit-b.py), for small images and a
 # minutes-long run: 28 px items zero-padded to 32 px (as for the dVAE), crop scale (0.6, 1),
-# 24 of 64 patches masked (the paper's 75/196 = 38 %) in blocks of >= 4 patches (16/196 of
-# the grid), no drop path, lr 1e-3 at batch 64, 20 warm-up iterations, 200 iterations in all.
-_base_ = ['../_base_/default_runtime.py']
+# 24 of 64 patches masked (the paper's 75/196 = 38 %) in blocks of >= 4 patches (the paper:
+# >= 16 of 196), no drop path, lr 1e-3 at batch 64, 20 warm-up iterations, 200 iterations.
+_base_ = ['../_base_/default_runtime.py', '../_base_/datasets/fashion-mnist_mim.py']
 
-data_root = 'data/fashion_mnist'
 img_size, patch_size = 32, 4
-grid = img_size // patch_size
 # Must equal the tokenizer of configs/dvae/dvae_fashion-mnist.py (tests check it).
 tokenizer = dict(type='DVAE', vocab_size=512, downsample=4, in_channels=3, hidden_channels=32,
                  embed_dim=64, num_res_blocks=1, beta=0.25,
@@ -31,25 +30,6 @@ model = dict(
     head=dict(type='MIMHead', in_channels=192, vocab_size=512),
     data_preprocessor=dict(type='TwoViewDataPreprocessor', mean=mean, std=std,
                            tok_mean=(0., 0., 0.), tok_std=(255., 255., 255.), to_rgb=True))
-
-train_pipeline = [
-    dict(type='LoadImageChecked'),
-    dict(type='mmcv.Pad', size=(32, 32), pad_val=0),   # 28 -> 32 px as for the dVAE
-    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='TwoViewRandomResizedCrop', size=img_size, second_size=img_size,
-         scale=(0.6, 1.0), interpolation='bicubic', second_interpolation='lanczos'),
-    dict(type='GenerateMask',
-         mask_generator=dict(type='BlockwiseMaskGenerator', input_size=grid,
-                             num_masking_patches=24, min_num_patches=4)),
-    dict(type='PackTwoViewInputs'),
-]
-train_dataloader = dict(
-    batch_size=64, num_workers=1, persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageNetStyleDataset', data_root=data_root, ann_file='meta/train.txt',
-                 data_prefix=dict(img_path='train'), pipeline=train_pipeline))
 
 optim_wrapper = dict(
     type='OptimWrapper',
@@ -72,6 +52,6 @@ log_processor = dict(window_size=10, by_epoch=False)
 # k-NN top-1 of the frozen CLS token (k=20, T=0.07) on 2,000 train / 1,000 val images, at
 # iterations 0, 100 and 200 (about 20 s each on 2 CPU cores; docs/monitoring.md).
 custom_hooks = [
-    dict(type='KNNMonitorHook', interval=100, at_start=True, data_root=data_root,
+    dict(type='KNNMonitorHook', interval=100, at_start=True, data_root=_base_.data_root,
          num_train=2000, num_val=1000),
 ]

@@ -1,9 +1,11 @@
-# BEiT v2 (Peng et al., 2022) on real Fashion-MNIST with the same backbone, data, masking and
-# schedule of configs/beit/beit_vit-fmnist_fashion-mnist.py: MIM on the tokens of the VQ-KD
+# BEiT v2 (Peng et al., 2022) on real Fashion-MNIST with the backbone, data and masking of
+# configs/beit/beit_vit-fmnist_fashion-mnist.py (configs/_base_/datasets/fashion-mnist_mim.py,
+# configs/_base_/mim-variants_fashion-mnist.py: 1500 iterations): MIM on the tokens of the VQ-KD
 # tokenizer of configs/vqkd/vqkd_vit-fmnist_fashion-mnist.py (checkpoints/vqkd_fashion-mnist.pth)
 # plus the CLS-token patch aggregation (Sec. 2.3): [CLS of layer 6; patches of layer 4]
 # through a 2-block neck, predicted by the shared MIM head (l = 4 of 6 ~ the paper's 9 of 12).
-_base_ = ['../_base_/default_runtime.py', '../_base_/mim-variants_fashion-mnist.py']
+_base_ = ['../_base_/default_runtime.py', '../_base_/datasets/fashion-mnist_mim.py',
+          '../_base_/mim-variants_fashion-mnist.py']
 
 fmnist_mean, fmnist_std = (72.94 / 255, ) * 3, (90.02 / 255, ) * 3
 model = dict(

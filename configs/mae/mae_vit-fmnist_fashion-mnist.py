@@ -1,8 +1,10 @@
-# MAE (He et al., 2022) on real Fashion-MNIST with the same backbone, data and schedule as
-# configs/beit/beit_vit-fmnist_fashion-mnist.py (configs/_base_/mim-variants_fashion-mnist.py).
+# MAE (He et al., 2022) on real Fashion-MNIST with the backbone and data of
+# configs/beit/beit_vit-fmnist_fashion-mnist.py (configs/_base_/datasets/fashion-mnist_mim.py,
+# configs/_base_/mim-variants_fashion-mnist.py: 1500 iterations).
 # The encoder sees the 16 visible patches of 64 (ratio 0.75, drawn by the algorithm; the
 # pipeline's block mask is unused); a 2-block 128-dim decoder predicts normalised pixels.
-_base_ = ['../_base_/default_runtime.py', '../_base_/mim-variants_fashion-mnist.py']
+_base_ = ['../_base_/default_runtime.py', '../_base_/datasets/fashion-mnist_mim.py',
+          '../_base_/mim-variants_fashion-mnist.py']
 
 model = dict(
     type='MAE',

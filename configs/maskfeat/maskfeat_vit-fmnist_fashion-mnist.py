@@ -1,9 +1,11 @@
-# MaskFeat (Wei et al., 2022) on real Fashion-MNIST with the common backbone, data and
-# schedule (configs/_base_/mim-variants_fashion-mnist.py). HOG scaled to 4 px patches: one
+# MaskFeat (Wei et al., 2022) on real Fashion-MNIST with the backbone and data of the BEiT
+# config (configs/_base_/datasets/fashion-mnist_mim.py, configs/_base_/mim-variants_fashion-mnist.py:
+# 1500 iterations); its own masking on the shared views. HOG scaled to 4 px patches: one
 # 4 px cell per patch (the paper: 2 x 2 cells of 8 px per 16 px patch), 9 unsigned bins,
 # a 4 px Gaussian window (the paper: one 16 px window per patch) -> 3 x 9 = 27 values per
 # patch; block-wise masking of 40 % (26 / 64, the paper's ratio); linear head, l2 loss.
-_base_ = ['../_base_/default_runtime.py', '../_base_/mim-variants_fashion-mnist.py']
+_base_ = ['../_base_/default_runtime.py', '../_base_/datasets/fashion-mnist_mim.py',
+          '../_base_/mim-variants_fashion-mnist.py']
 
 model = dict(
     type='MaskFeat',
@@ -12,11 +14,7 @@ model = dict(
     head=dict(type='PatchRegressionHead', in_channels=192, out_channels=27, loss='l2'))
 
 train_pipeline = [
-    dict(type='LoadImageChecked'),
-    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='TwoViewRandomResizedCrop', size=32, second_size=32, scale=(0.5, 1.0),
-         interpolation='bicubic', second_interpolation='lanczos'),
+    *_base_.view_transforms,
     dict(type='GenerateMask', mask_generator=dict(
         type='BlockwiseMaskGenerator', input_size=8, num_masking_patches=26, min_num_patches=4)),
     dict(type='PackTwoViewInputs'),

@@ -1,8 +1,10 @@
-# SimMIM (Xie et al., 2022) on real Fashion-MNIST with the common backbone, data and schedule
-# (configs/_base_/mim-variants_fashion-mnist.py). Masking scaled to 32 px images: 8 px mask
+# SimMIM (Xie et al., 2022) on real Fashion-MNIST with the backbone and data of the BEiT config
+# (configs/_base_/datasets/fashion-mnist_mim.py, configs/_base_/mim-variants_fashion-mnist.py:
+# 1500 iterations); its own masking on the shared views, scaled to 32 px images: 8 px mask
 # squares (2 x 2 patches; the paper's 32 px squares are 2 x 2 Swin / ViT-16 patches) at
 # ratio 0.6; a linear head regresses the raw (normalised-image) pixels, l1 on masked ones.
-_base_ = ['../_base_/default_runtime.py', '../_base_/mim-variants_fashion-mnist.py']
+_base_ = ['../_base_/default_runtime.py', '../_base_/datasets/fashion-mnist_mim.py',
+          '../_base_/mim-variants_fashion-mnist.py']
 
 model = dict(
     type='SimMIM',
@@ -10,11 +12,7 @@ model = dict(
     head=dict(type='PatchRegressionHead', in_channels=192, out_channels=4 * 4 * 3, loss='l1'))
 
 train_pipeline = [
-    dict(type='LoadImageChecked'),
-    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='TwoViewRandomResizedCrop', size=32, second_size=32, scale=(0.5, 1.0),
-         interpolation='bicubic', second_interpolation='lanczos'),
+    *_base_.view_transforms,
     dict(type='GenerateMask', mask_generator=dict(
         type='SimMIMMaskGenerator', img_size=32, mask_patch_size=8, model_patch_size=4,
         mask_ratio=0.6)),
