@@ -54,7 +54,7 @@ class BackboneSpec:
 
     @classmethod
     def of(cls, backbone: Any) -> 'BackboneSpec':
-        """The spec of a built backbone with the official BEiT attribute names
+        """What a built backbone expects, read from the official BEiT attribute names
         (``grid``, ``num_extra_tokens``, ``pos_embed``, ``rel_pos_bias``, ``blocks[i].attn``)."""
         def shape(tensor: Optional[Tensor]) -> Optional[Shape]:
             return None if tensor is None else tuple(tensor.shape)
