@@ -6,8 +6,8 @@
 # sliding-window test (640 crops, stride 426).
 # A checkpoint from self-supervised pre-training only (no intermediate fine-tuning) uses the
 # official *_pt recipe instead: lr 7e-4, layer_decay_rate 0.65 (the paper's ADE20K setting).
-#   python tools/model_converters/beit_classifier_official.py to-beitlab \
-#       beit_base_patch16_224_pt22k_ft22k.pth checkpoints/beit-base_pt22k-ft22k_beitlab.pth
+#   python tools/model_converters/convert.py beit_base_patch16_224_pt22k_ft22k.pth \
+#       checkpoints/beit-base_pt22k-ft22k_beitlab.pth --from official --to beitlab
 #   python tools/train.py configs/upernet_beit/upernet_beit-base_8xb2-160k_ade20k-640x640.py
 # Whole-image test instead of sliding windows: --cfg-options model.test_cfg.mode=whole
 _base_ = [
