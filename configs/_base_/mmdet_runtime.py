@@ -1,4 +1,5 @@
-# Runtime of the mmdet-based configs (configs/mask-rcnn_beit/): mmdet's scope, so every mmdet
+# Runtime of the mmdet-based configs (configs/mask-rcnn_beit/, configs/retinanet_beit/):
+# mmdet's scope, so every mmdet
 # dataset, transform, head, loss, metric and hook is found by its plain name; beitlab's
 # backbone, necks and pre-trained initializer are registered into mmdet by the adapter module.
 default_scope = 'mmdet'

@@ -1,6 +1,7 @@
-# Tiny variant of configs/beit/finetune_vit-b_in1k.py for tests: 2 layers of 64 dims,
-# 32 px images, 4 px patches, 2 iterations, no pre-trained checkpoint.
-_base_ = ['../beit/finetune_vit-b_in1k.py']
+# Tiny variant of beit_vit-b-p16_8xb128-lrd0.65-100e_in1k.py (the BEiT-B ImageNet fine-tuning
+# recipe) for tests: 2 layers of 64 dims, 32 px images, 4 px patches, 2 iterations, no
+# pre-trained checkpoint.
+_base_ = ['./beit_vit-b-p16_8xb128-lrd0.65-100e_in1k.py']
 
 num_classes = 10
 model = dict(

@@ -4,7 +4,7 @@
 # The BEiT paper probes intermediate layers (Sec. 3.1); this config probes the last one.
 # Schedule (90 epochs, AdamW lr 4e-3 at batch 1024, 10 warm-up epochs, no weight decay) is a
 # common linear-probe default, not a value taken from the paper.
-_base_ = ['../beit/finetune_vit-b_in1k.py']
+_base_ = ['./beit_vit-b-p16_8xb128-lrd0.65-100e_in1k.py']
 
 model = dict(
     backbone=dict(frozen_stages=12, drop_path_rate=0.0),

@@ -5,7 +5,7 @@
 #   OMP_NUM_THREADS=1 python tools/train.py configs/dvae/dvae_fashion-mnist.py
 _base_ = [
     '../_base_/default_runtime.py',
-    '../_base_/datasets/fashion_mnist_32px_tokenizer.py',
+    '../_base_/datasets/fashion-mnist_32px_tokenizer.py',
 ]
 
 vocab_size = 512

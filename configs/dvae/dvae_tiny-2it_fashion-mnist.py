@@ -1,7 +1,7 @@
 # Tiny variant of dvae_fashion-mnist.py for tests: 2 iterations of a 16-code dVAE.
 _base_ = [
     '../_base_/default_runtime.py',
-    '../_base_/datasets/fashion_mnist_32px_tokenizer.py',
+    '../_base_/datasets/fashion-mnist_32px_tokenizer.py',
 ]
 
 vocab_size = 16

@@ -2,7 +2,7 @@
 # 11 -> ViTMultiScaleNeck (strides 4/8/16/32, shared with the segmentation transfer) -> mmdet
 # FPN (256 channels, + P6). Everything else as the simple-feature-pyramid 1x config.
 _base_ = [
-    '../_base_/mmdet_runtime.py', '../_base_/models/mask-rcnn_beitvit-sfp.py',
+    '../_base_/mmdet_runtime.py', '../_base_/models/mask-rcnn_beit-sfp.py',
     '../_base_/datasets/coco_instance_1024.py'
 ]
 model = dict(

@@ -4,7 +4,7 @@
 # in all blocks but 2, 5, 8, 11, which stay global; same parameters as the 1x config, so the
 # same pre-trained weights load.
 _base_ = [
-    '../_base_/mmdet_runtime.py', '../_base_/models/mask-rcnn_beitvit-sfp.py',
+    '../_base_/mmdet_runtime.py', '../_base_/models/mask-rcnn_beit-sfp.py',
     '../_base_/datasets/coco_instance_1024.py'
 ]
 model = dict(backbone=dict(

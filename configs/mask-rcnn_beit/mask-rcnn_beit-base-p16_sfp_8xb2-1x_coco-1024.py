@@ -6,7 +6,7 @@
 # position embedding and relative position bias are interpolated from 14 x 14 to 64 x 64.
 # AMP on GPUs: tools/train.py --amp (mmengine AmpOptimWrapper).
 _base_ = [
-    '../_base_/mmdet_runtime.py', '../_base_/models/mask-rcnn_beitvit-sfp.py',
+    '../_base_/mmdet_runtime.py', '../_base_/models/mask-rcnn_beit-sfp.py',
     '../_base_/datasets/coco_instance_1024.py'
 ]
 # BEiT-B pre-training (official, and configs/beit/mim_vit-b.py) has no absolute position

@@ -6,7 +6,7 @@
 # configs/beit/beit_vit-fmnist_fashion-mnist.py by pointing `checkpoint` at it.
 _base_ = [
     '../_base_/default_runtime.py',
-    '../_base_/datasets/fashion_mnist_32px_tokenizer.py',
+    '../_base_/datasets/fashion-mnist_32px_tokenizer.py',
 ]
 
 vocab_size = 512

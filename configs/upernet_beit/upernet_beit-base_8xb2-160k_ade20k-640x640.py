@@ -11,7 +11,7 @@
 #   python tools/train.py configs/upernet_beit/upernet_beit-base_8xb2-160k_ade20k-640x640.py
 # Whole-image test instead of sliding windows: --cfg-options model.test_cfg.mode=whole
 _base_ = [
-    '../_base_/mmseg_runtime.py', '../_base_/models/upernet_beitvit.py',
+    '../_base_/mmseg_runtime.py', '../_base_/models/upernet_beit.py',
     '../_base_/datasets/ade20k_640x640_seg.py'
 ]
 crop_size = (640, 640)

@@ -8,8 +8,8 @@
 #   python tools/train.py configs/upernet_beit/upernet_beit-fmnist_1xb8-300it_fashion-mnist-scenes-48x48.py
 # Random initialisation, same budget: --cfg-options model.backbone.init_cfg=None
 _base_ = [
-    '../_base_/mmseg_runtime.py', '../_base_/models/upernet_beitvit.py',
-    '../_base_/datasets/fashion_mnist_scenes_seg.py'
+    '../_base_/mmseg_runtime.py', '../_base_/models/upernet_beit.py',
+    '../_base_/datasets/fashion-mnist-scenes_seg.py'
 ]
 img_size = 48
 num_classes = 11

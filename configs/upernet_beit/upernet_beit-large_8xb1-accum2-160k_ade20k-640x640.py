@@ -5,7 +5,7 @@
 # layer decay 0.95, warmup 3000 iterations, drop path 0.2, layer scale 1e-6, mixed precision on GPUs.
 #   python tools/train.py configs/upernet_beit/upernet_beit-large_8xb1-accum2-160k_ade20k-640x640.py --amp
 _base_ = [
-    '../_base_/mmseg_runtime.py', '../_base_/models/upernet_beitvit.py',
+    '../_base_/mmseg_runtime.py', '../_base_/models/upernet_beit.py',
     '../_base_/datasets/ade20k_640x640_seg.py'
 ]
 crop_size = (640, 640)

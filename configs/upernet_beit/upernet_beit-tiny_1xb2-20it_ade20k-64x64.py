@@ -2,7 +2,7 @@
 # same ADE20K layout, pipeline and recipe (layer decay, warmup + poly, sliding-window test),
 # a 4-layer 64-dim BEiTViT at 64 x 64, BN instead of SyncBN, random init.
 _base_ = [
-    '../_base_/mmseg_runtime.py', '../_base_/models/upernet_beitvit.py',
+    '../_base_/mmseg_runtime.py', '../_base_/models/upernet_beit.py',
     '../_base_/datasets/ade20k_640x640_seg.py'
 ]
 crop_size = (64, 64)

@@ -6,8 +6,8 @@
 #       --min-item-size 12 --max-item-size 20 --num-train 4 --num-val 4
 # and pass --cfg-options train_dataloader.dataset.data_root=DIR ... (tests do).
 _base_ = [
-    '../_base_/mmseg_runtime.py', '../_base_/models/upernet_beitvit.py',
-    '../_base_/datasets/fashion_mnist_scenes_seg.py'
+    '../_base_/mmseg_runtime.py', '../_base_/models/upernet_beit.py',
+    '../_base_/datasets/fashion-mnist-scenes_seg.py'
 ]
 img_size = 32
 num_classes = 11

@@ -8,7 +8,7 @@
 # checkpoints/vqkd_fashion-mnist.pth (configs/beitv2/ read it from there).
 _base_ = [
     '../_base_/default_runtime.py',
-    '../_base_/datasets/fashion_mnist_32px_tokenizer.py',
+    '../_base_/datasets/fashion-mnist_32px_tokenizer.py',
 ]
 
 # The BEiT view's normalisation (configs/beit/beit_vit-fmnist_fashion-mnist.py), in [0, 1] units.

@@ -15,7 +15,7 @@ from beitlab.downstream.coco_checks import CheckedCocoDataset, CheckedCocoMetric
 
 from ..tools_helpers import FASHION_MNIST_SUBSET, REPO_ROOT, run_tool
 
-CONFIG = 'configs/mask-rcnn_beit/mask-rcnn_beitvit-tiny-p4_sfp_1xb2-2it_fashion-mnist-scenes-32px.py'
+CONFIG = 'configs/mask-rcnn_beit/mask-rcnn_beit-tiny-p4_sfp_1xb2-2it_fashion-mnist-scenes-32x32.py'
 
 
 @pytest.fixture(scope='module')

@@ -15,7 +15,8 @@ from beitlab.models.backbones.beit_vit import BEiTViT
 from beitlab.models.necks.simple_feature_pyramid import SimpleFeaturePyramid
 
 CONFIGS = Path(__file__).resolve().parents[2] / 'configs' / 'mask-rcnn_beit'
-TINY_CFG = CONFIGS / 'mask-rcnn_beitvit-tiny-p4_sfp_1xb2-2it_fashion-mnist-scenes-32px.py'
+RETINANET_CONFIGS = CONFIGS.parent / 'retinanet_beit'
+TINY_CFG = CONFIGS / 'mask-rcnn_beit-tiny-p4_sfp_1xb2-2it_fashion-mnist-scenes-32x32.py'
 TINY_ARCH = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)
 
 
@@ -94,7 +95,7 @@ def test_configurable_losses_and_multiscale_neck(tiny_cfg):
 
 
 def test_retinanet_focal_and_smooth_l1():
-    cfg = Config.fromfile(str(CONFIGS / 'retinanet_beit-base-p16_sfp_8xb2-1x_coco-1024.py'))
+    cfg = Config.fromfile(str(RETINANET_CONFIGS / 'retinanet_beit-base-p16_sfp_8xb2-1x_coco-1024.py'))
     model_cfg = cfg.model
     model_cfg.backbone.update(arch=TINY_ARCH, img_size=32, patch_size=4, out_indices=(1, ),
                               init_cfg=None)
@@ -167,7 +168,8 @@ def test_amp_optim_wrapper_with_layer_decay(tiny_cfg):
     wrapper.update_params(model.parse_losses(losses)[0])
 
 
-@pytest.mark.parametrize('path', sorted(CONFIGS.glob('*.py')), ids=lambda p: p.name)
+@pytest.mark.parametrize('path', sorted([*CONFIGS.glob('*.py'), *RETINANET_CONFIGS.glob('*.py')]),
+                         ids=lambda p: p.name)
 def test_configs_are_consistent(path):
     """Every config loads; inputs are padded to the backbone's img_size (absolute position
     embedding); windows tile the patch grid; the neck reads the backbone's channels."""

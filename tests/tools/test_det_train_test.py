@@ -13,7 +13,7 @@ from pycocotools.cocoeval import COCOeval
 
 from tests.tools_helpers import FASHION_MNIST_SUBSET, REPO_ROOT, run_tool
 
-CONFIG = 'configs/mask-rcnn_beit/mask-rcnn_beitvit-tiny-p4_sfp_1xb2-2it_fashion-mnist-scenes-32px.py'
+CONFIG = 'configs/mask-rcnn_beit/mask-rcnn_beit-tiny-p4_sfp_1xb2-2it_fashion-mnist-scenes-32x32.py'
 STATS = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
 
 def data_options(root: str) -> list:

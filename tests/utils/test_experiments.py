@@ -21,7 +21,7 @@ SCRIPT_CONFIGS = {
         ('CosineAnnealingLR', False, False),
     'configs/upernet_beit/upernet_beit-fmnist_1xb8-300it_fashion-mnist-scenes-48x48.py':
         ('PolyLR', False, False),
-    'configs/mask-rcnn_beit/mask-rcnn_beitvit-fmnist-p4_sfp_1xb8-600it_fashion-mnist-scenes-48px.py':
+    'configs/mask-rcnn_beit/mask-rcnn_beit-fmnist-p4_sfp_1xb8-600it_fashion-mnist-scenes-48x48.py':
         ('CosineAnnealingLR', True, False),
     'configs/dvae/dvae_fashion-mnist.py': ('CosineAnnealingLR', False, False),
     'configs/vqkd/vqkd_vit-fmnist_fashion-mnist.py': ('CosineAnnealingLR', False, False),

@@ -370,10 +370,10 @@ PAIRS = [
      'backbone.blocks.0.mlp.fc1.weight',
      _backbone_init('upernet_beit/upernet_beit-fmnist_1xb8-300it_fashion-mnist-scenes-48x48.py',
                     'mmseg')),
-    ('mask-rcnn_beit/mask-rcnn_beitvit-fmnist-p4_sfp_1xb8-600it_fashion-mnist-scenes-48px.py',
+    ('mask-rcnn_beit/mask-rcnn_beit-fmnist-p4_sfp_1xb8-600it_fashion-mnist-scenes-48x48.py',
      'mim_fmnist', 'backbone.blocks.0.mlp.fc1.weight',
      _backbone_init(
-         'mask-rcnn_beit/mask-rcnn_beitvit-fmnist-p4_sfp_1xb8-600it_fashion-mnist-scenes-48px.py',
+         'mask-rcnn_beit/mask-rcnn_beit-fmnist-p4_sfp_1xb8-600it_fashion-mnist-scenes-48x48.py',
          'mmdet')),
     ('vqkd/vqkd_vit-fmnist_fashion-mnist.py', 'mim_fmnist', 'backbone.blocks.0.mlp.fc1.weight',
      _set('vqkd/vqkd_vit-fmnist_fashion-mnist.py', 'model.tokenizer.teacher_checkpoint')),

@@ -32,7 +32,7 @@ from beitlab.utils import experiments  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 
 DEFAULT_CONFIG = ('configs/mask-rcnn_beit/'
-                  'mask-rcnn_beitvit-fmnist-p4_sfp_1xb8-600it_fashion-mnist-scenes-48px.py')
+                  'mask-rcnn_beit-fmnist-p4_sfp_1xb8-600it_fashion-mnist-scenes-48x48.py')
 AP_KEYS = ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s', 'bbox_mAP_m', 'segm_mAP',
            'segm_mAP_50', 'segm_mAP_75', 'segm_mAP_s', 'segm_mAP_m')
 

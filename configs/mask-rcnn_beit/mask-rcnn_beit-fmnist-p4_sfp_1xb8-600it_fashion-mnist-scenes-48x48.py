@@ -5,7 +5,7 @@
 # Random-init baseline, same budget: --cfg-options model.backbone.init_cfg=None
 # (tools/analysis_tools/det_pretrain_vs_scratch.py runs both).
 _base_ = [
-    '../_base_/mmdet_runtime.py', '../_base_/models/mask-rcnn_beitvit-sfp.py',
+    '../_base_/mmdet_runtime.py', '../_base_/models/mask-rcnn_beit-sfp.py',
     '../_base_/datasets/fashion-mnist-scenes_instance.py'
 ]
 num_classes = 10

@@ -3,7 +3,7 @@
 #   python tools/dataset_converters/fashion_mnist_scenes_coco.py --out data/fmnist_scenes_coco_32px \
 #       --canvas 32 32 --item-size 12 20 --num-items 1 3 --num-train 8 --num-val 4
 _base_ = [
-    '../_base_/mmdet_runtime.py', '../_base_/models/mask-rcnn_beitvit-sfp.py',
+    '../_base_/mmdet_runtime.py', '../_base_/models/mask-rcnn_beit-sfp.py',
     '../_base_/datasets/fashion-mnist-scenes_instance.py'
 ]
 data_root = 'data/fmnist_scenes_coco_32px/'

@@ -1,7 +1,7 @@
 # RetinaNet + BEiT-B/16 on COCO 2017, 1x, 1024 x 1024: RetinaNet's detection objective
 # (Focal Loss for classification + Smooth L1 for box regression); boxes only (bbox AP).
 _base_ = [
-    '../_base_/mmdet_runtime.py', '../_base_/models/retinanet_beitvit-sfp.py',
+    '../_base_/mmdet_runtime.py', '../_base_/models/retinanet_beit-sfp.py',
     '../_base_/datasets/coco_instance_1024.py'
 ]
 # BEiT-B pre-training (official, and configs/beit/mim_vit-b.py) has no absolute position
