@@ -1,5 +1,9 @@
-"""Every shipped config loads and names only registered types (checked before any build)."""
+"""Every shipped config loads and names only registered types (checked before any build),
+inherits as README states, and the Fashion-MNIST MIM configs share their data."""
+import ast
 import glob
+from pathlib import Path
+from typing import List
 
 import pytest
 from mmengine.config import Config
@@ -76,3 +80,45 @@ def test_fashion_mnist_variants_train_on_the_beit_data_and_backbone(path: str) -
     backbone = {k: v for k, v in variant.model.backbone.items() if k != 'out_indices'}
     assert backbone == {k: v for k, v in beit.model.backbone.items() if k != 'out_indices'}
     assert variant.model.data_preprocessor == beit.model.data_preprocessor
+
+
+def _bases(path: Path) -> List[Path]:
+    """The files ``path``'s ``_base_`` names, resolved against its folder (read, not run)."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == '_base_' for t in node.targets):
+            value = ast.literal_eval(node.value)
+            names = [value] if isinstance(value, str) else list(value)
+            return [(path.parent / n).resolve() for n in names]
+    return []
+
+
+def _is_base_file(path: Path) -> bool:
+    return '_base_' in path.relative_to(REPO_ROOT).parts
+
+
+BASE_FILES = sorted((REPO_ROOT / 'configs' / '_base_').rglob('*.py'))
+
+
+@pytest.mark.parametrize('path', BASE_FILES, ids=lambda p: str(p.relative_to(REPO_ROOT / 'configs')))
+def test_base_files_inherit_nothing(path: Path) -> None:
+    """README, Configs: files in configs/_base_/ inherit nothing."""
+    assert _bases(path) == [], f'{path.relative_to(REPO_ROOT)} inherits {_bases(path)}'
+
+
+@pytest.mark.parametrize('path', CONFIGS + PROJECT_CONFIGS,
+                         ids=lambda p: p.split(str(REPO_ROOT) + '/')[-1])
+def test_inheritance_is_base_files_and_at_most_one_sibling(path: str) -> None:
+    """README, Configs: a config inherits configs/_base_/ files and at most one sibling config
+    (same folder), and that sibling inherits only _base_/ files."""
+    config = Path(path)
+    bases = _bases(config)
+    assert bases, f'{path} inherits nothing; expected at least a runtime base'
+    for base in bases:
+        assert base.is_file(), f'{path}: _base_ {base} does not exist'
+    siblings = [b for b in bases if not _is_base_file(b)]
+    assert len(siblings) <= 1, f'{path} inherits {len(siblings)} configs: {siblings}'
+    for sibling in siblings:
+        assert sibling.parent == config.parent, f'{path}: {sibling} is not in the same folder'
+        deeper = [b for b in _bases(sibling) if not _is_base_file(b)]
+        assert not deeper, f'{path} -> {sibling.name} -> {deeper}: two levels of configs'
