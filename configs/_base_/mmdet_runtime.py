@@ -1,7 +1,7 @@
 # Runtime of the mmdet-based configs (configs/mask-rcnn_beit/, configs/retinanet_beit/):
-# mmdet's scope, so every mmdet
-# dataset, transform, head, loss, metric and hook is found by its plain name; beitlab's
-# backbone, necks and pre-trained initializer are registered into mmdet by the adapter module.
+# mmdet's scope, so every mmdet dataset, transform, head, loss, metric and hook is found by
+# its plain name; beitlab's backbone, necks and pre-trained initializer are registered into
+# mmdet by the adapter module.
 default_scope = 'mmdet'
 custom_imports = dict(imports=['beitlab.downstream.mmdet_adapter'], allow_failed_imports=False)
 

@@ -1,6 +1,7 @@
 # BEiT-L/16 masked image modeling on ImageNet-1k, 224 px, 800 epochs, total batch 2048:
-# the base recipe with ViT-L and layer scale 1e-5 (official README: "0.1 for base, 1e-5 for
-# large"). Shared parts: configs/_base_/beit_mim_in1k-224.py.
+# the base recipe with ViT-L and layer scale 1e-5 (official run_beit_pretraining.py,
+# --layer_scale_init_value: "0.1 for base, 1e-5 for large"). Shared parts:
+# configs/_base_/beit_mim_in1k-224.py.
 _base_ = ['../_base_/default_runtime.py', '../_base_/beit_mim_in1k-224.py']
 
 model = dict(

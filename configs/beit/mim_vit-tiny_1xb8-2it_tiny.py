@@ -1,6 +1,7 @@
-# Tiny variant of configs/beit/mim_vit-b.py for tests and smoke runs: the same pipeline and
-# optimiser rules, a 2-layer 64-dim ViT on 32 px images (4 px patches, 8 x 8 grid) and a
-# randomly initialised 32-token dVAE, 2 iterations. `data_root` is an ImageNet-style root
+# Tiny variant of configs/beit/mim_vit-b.py for tests and smoke runs: the same pipeline steps
+# (a 32 px tokenizer view, 24 of the 64 patches masked) and optimiser rules, a 2-layer 64-dim
+# ViT on 32 px images (4 px patches, 8 x 8 grid), a randomly initialised 32-token dVAE, no lr
+# schedule, 2 iterations. `data_root` is an ImageNet-style root
 # (train/<class>/*.png).
 _base_ = ['../_base_/default_runtime.py', '../_base_/beit_mim_in1k-224.py']
 

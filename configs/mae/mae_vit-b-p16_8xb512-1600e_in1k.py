@@ -37,6 +37,9 @@ train_dataloader = dict(
 optim_wrapper = dict(
     type='AmpOptimWrapper', loss_scale='dynamic',
     optimizer=dict(type='AdamW', lr=1.5e-4 * 4096 / 256, betas=(0.9, 0.95), weight_decay=0.05),
+    # mmengine's default constructor: no decay on norms, parameters named `bias` and the
+    # keys below; the 1-D q_bias / v_bias are decayed (NoDecayOptimWrapperConstructor,
+    # the BEiT configs' rule, would exempt them).
     paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.,
                        custom_keys={'pos_embed': dict(decay_mult=0.),
                                     'mask_token': dict(decay_mult=0.),

@@ -38,6 +38,9 @@ optim_wrapper = dict(
     type='AmpOptimWrapper', loss_scale='dynamic',
     optimizer=dict(type='AdamW', lr=2e-4 * 2048 / 256, betas=(0.9, 0.999), weight_decay=0.05),
     clip_grad=dict(max_norm=0.02),
+    # mmengine's default constructor: no decay on norms, parameters named `bias` and the
+    # keys below; the 1-D q_bias / v_bias are decayed (NoDecayOptimWrapperConstructor,
+    # the BEiT configs' rule, would exempt them).
     paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.,
                        custom_keys={'pos_embed': dict(decay_mult=0.),
                                     'mask_token': dict(decay_mult=0.),

@@ -1,6 +1,7 @@
 # PeCo tokenizer (Dong et al., 2023, Sec. 3.2) on real Fashion-MNIST: the Phase-1 dVAE of
-# configs/dvae/dvae_fashion-mnist.py (same architecture, data and schedule) trained with an
-# added perceptual loss: the feature distance, at layers 2, 4 and 6, of the frozen
+# configs/dvae/dvae_fashion-mnist.py (same architecture, data and lr; 1500 iterations with
+# 75 warm-up instead of 700 with 50, unused codes restarted after 50 steps instead of 20)
+# trained with an added perceptual loss: the feature distance, at layers 2, 4 and 6, of the frozen
 # Fashion-MNIST BEiT backbone (checkpoints/beit_fashion-mnist.pth; the paper uses VGG).
 # The checkpoint holds plain DVAE keys: BEiT pre-training reads it with the dVAE tokenizer of
 # configs/beit/beit_vit-fmnist_fashion-mnist.py by pointing `checkpoint` at it.

@@ -40,6 +40,9 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=1e-4 * 2048 / 512, betas=(0.9, 0.999), eps=1e-8,
                    weight_decay=0.05),
     clip_grad=dict(max_norm=5.0),
+    # mmengine's default constructor: no decay on norms, parameters named `bias` and the
+    # keys below; the 1-D q_bias / v_bias are decayed (NoDecayOptimWrapperConstructor,
+    # the BEiT configs' rule, would exempt them).
     paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.,
                        custom_keys={'mask_token': dict(decay_mult=0.),
                                     'cls_token': dict(decay_mult=0.),
