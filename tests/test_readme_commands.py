@@ -120,3 +120,18 @@ def test_command_runs_as_written(doc: str, line: int, command: str) -> None:
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and 'arguments parsed' in proc.stdout, (
         f'{where}\nexit {proc.returncode}\n{proc.stderr[-3000:]}')
+
+
+# A repository path written anywhere in the documents (prose, tables, inline code), not only
+# in commands: a renamed config or tool must take its mentions along.
+NAMED_PATH = re.compile(r'(?<![\w/.-])((?:configs|tools|tests|projects)/[\w./-]*\w\.(?:py|sh|md|json))')
+
+
+def test_every_path_the_documents_name_exists() -> None:
+    missing = []
+    for doc in DOCS:
+        for number, line in enumerate(doc.read_text().splitlines(), 1):
+            for match in NAMED_PATH.finditer(line):
+                if not (REPO_ROOT / match.group(1)).exists():
+                    missing.append(f'{doc.name}:{number}: {match.group(1)}')
+    assert not missing, 'paths named in the documents that do not exist:\n' + '\n'.join(missing)
