@@ -25,7 +25,7 @@ from beitlab.ops.relative_position import (
 from beitlab.registry import MODELS
 
 from .rel_pos_bias import RelativePositionBias
-from .window_attention import iter_windowed_layers
+from .window_attention import window_partition, window_unpartition
 
 __all__ = ['BEiTViT', 'BEiTAttention', 'BEiTBlock', 'PatchEmbed', 'Mlp', 'DropPath']
 
@@ -251,9 +251,14 @@ class BEiTViT(BaseModule):
         init_cfg: mmengine init config (e.g. ``Pretrained``); without it the official
             initialisation is used.
         window_size: > 0 restricts attention to ``window_size x window_size`` windows of
-            the patch grid in every block not in ``global_attn_indexes`` (ViTDet, for large
-            detection inputs; see ``window_attention.py``); 0 keeps global attention.
-        global_attn_indexes: blocks that keep global attention when ``window_size > 0``.
+            the patch grid in every block not in ``global_attn_indexes`` (ViTDet Sec. 3,
+            for large detection inputs): the grid is zero-padded to a multiple of the window
+            and, as in ViTDet, padded keys are not masked (pick a window that divides the
+            grid to avoid padding); the CLS token skips windowed blocks; a relative position
+            bias is evaluated for the window grid. No parameter changes, so the same
+            checkpoints load. 0 keeps global attention.
+        global_attn_indexes: blocks that keep global attention when ``window_size > 0``
+            (negative counts from the end; ViTDet: 2, 5, 8, 11 of 12).
         attn_impl: how attention with the relative position bias is computed, for every
             block: ``'auto'`` (default) picks per device, dtype and what autograd needs
             (on CPU under bf16 autocast when gradients are computed: the explicit
@@ -297,7 +302,6 @@ class BEiTViT(BaseModule):
         if window_size < 0:
             raise ValueError(f'window_size={window_size} must be >= 0 (0 = global attention)')
         self.window_size = int(window_size)
-        self.global_attn_indexes = tuple(global_attn_indexes)
         self.arch_settings = self._parse_arch(arch)
         self.embed_dims = self.arch_settings['embed_dims']
         self.num_layers = self.arch_settings['num_layers']
@@ -352,6 +356,13 @@ class BEiTViT(BaseModule):
                 raise ValueError(f'out_indices entry {index} is out of range for '
                                  f'{self.num_layers} layers')
             self.out_indices.append(index % self.num_layers)
+        global_ids = []
+        for index in global_attn_indexes:
+            if not -self.num_layers <= index < self.num_layers:
+                raise ValueError(f'global_attn_indexes entry {index} is out of range for '
+                                 f'{self.num_layers} layers')
+            global_ids.append(index % self.num_layers)
+        self.global_attn_indexes = tuple(global_ids)
         if not -1 <= frozen_stages <= self.num_layers:
             raise ValueError(f'frozen_stages={frozen_stages} must be in [-1, {self.num_layers}]')
         self.frozen_stages = frozen_stages
@@ -447,16 +458,10 @@ class BEiTViT(BaseModule):
                              f'[B, H/P, W/P] = {[batch, *grid]} (or [B, N] = {[batch, n]})')
         return mask.bool()
 
-    def embed(self, x: Tensor, mask: Optional[Tensor] = None) -> Tuple[Tensor, Tuple[int, int]]:
-        """Input sequence H_0 (BEiT Sec. 2.2; masked patches as in Sec. 2.3).
-
-        Args:
-            x: ``[B, C, H, W]``.
-            mask: ``[B, H/P, W/P]`` bool, True = masked (row-major like the patches).
-        Returns:
-            tokens ``[B, 1+N, D]`` (``[B, N, D]`` without CLS) and the grid ``(H/P, W/P)``.
-        """
-        b, c, h, w = x.shape
+    def _input_grid(self, x: Tensor) -> Tuple[int, int]:
+        """The patch grid ``(H/P, W/P)`` of ``x: [B, C, H, W]``, after checking channels,
+        divisibility and (with an absolute position embedding) the grid it was built for."""
+        _, c, h, w = x.shape
         if c != self.in_channels or h % self.patch_size or w % self.patch_size:
             raise ValueError(f'input of shape {tuple(x.shape)}: expected {self.in_channels} '
                              f'channels and H, W divisible by patch_size={self.patch_size}')
@@ -467,6 +472,19 @@ class BEiTViT(BaseModule):
                 f'{self.grid} the absolute position embedding was built for (img_size='
                 f'{self.img_size}); build the backbone with that img_size or resize pos_embed with '
                 f'beitlab.models.backbones.rel_pos_bias.resize_pos_embed')
+        return grid
+
+    def embed(self, x: Tensor, mask: Optional[Tensor] = None) -> Tuple[Tensor, Tuple[int, int]]:
+        """Input sequence H_0 (BEiT Sec. 2.2; masked patches as in Sec. 2.3).
+
+        Args:
+            x: ``[B, C, H, W]``.
+            mask: ``[B, H/P, W/P]`` bool, True = masked (row-major like the patches).
+        Returns:
+            tokens ``[B, 1+N, D]`` (``[B, N, D]`` without CLS) and the grid ``(H/P, W/P)``.
+        """
+        b = x.shape[0]
+        grid = self._input_grid(x)
         tokens = self.patch_embed(x)  # [B, N, D]
         if mask is not None:
             if self.mask_token is None:
@@ -491,16 +509,39 @@ class BEiTViT(BaseModule):
             return patches.reshape(b, grid[0], grid[1], d).permute(0, 3, 1, 2).contiguous()
         return self.fc_norm(patches.mean(dim=1))  # avg_featmap
 
+    def _windowed_block(self, block: BEiTBlock, tokens: Tensor, grid: Tuple[int, int],
+                        window_bias: Optional[Tensor]) -> Tensor:
+        """One block with attention inside ``window_size`` windows (ViTDet Sec. 3).
+
+        ``tokens: [B, E + N, D]`` -> ``[B, E + N, D]``; the E extra tokens (CLS) pass
+        unchanged. The block is token-wise apart from attention, so it runs unchanged on
+        each window as a batch element ``[B * nW, ws * ws, D]``; ``window_bias`` is the
+        shared bias for the window grid ``[heads, 1 + ws^2, 1 + ws^2]`` (the block drops its
+        CLS row and column, windows have none) or None.
+        """
+        E, ws = self.num_extra_tokens, self.window_size
+        patches = tokens[:, E:]
+        b, n, d = patches.shape
+        windows, pad_hw = window_partition(patches.view(b, grid[0], grid[1], d), ws)
+        out = block(windows.flatten(1, 2), (ws, ws), window_bias)
+        out = window_unpartition(out.view(-1, ws, ws, d), ws, pad_hw, grid).view(b, n, d)
+        return torch.cat([tokens[:, :E], out], dim=1)
+
     def _layers(self, x: Tensor, mask: Optional[Tensor]):
-        """Yield ``(layer index, tokens after it, grid)``; the last one after the final norm."""
-        if self.window_size > 0:
-            yield from iter_windowed_layers(self, x, self.window_size, self.global_attn_indexes,
-                                            mask)
-            return
+        """Yield ``(layer index, tokens after it, grid)``; the last one after the final norm.
+        With ``window_size > 0`` the blocks not in ``global_attn_indexes`` attend within
+        windows (:meth:`_windowed_block`)."""
         tokens, grid = self.embed(x, mask)
         shared_bias = self.rel_pos_bias(grid) if self.rel_pos_bias is not None else None
+        windowed = self.window_size > 0
+        window_bias = None
+        if windowed and self.rel_pos_bias is not None:
+            window_bias = self.rel_pos_bias((self.window_size, self.window_size))
         for i, block in enumerate(self.blocks):
-            tokens = block(tokens, grid, shared_bias)
+            if windowed and i not in self.global_attn_indexes:
+                tokens = self._windowed_block(block, tokens, grid, window_bias)
+            else:
+                tokens = block(tokens, grid, shared_bias)
             if i == self.num_layers - 1 and self.norm is not None:
                 tokens = self.norm(tokens)
             yield i, tokens, grid
@@ -548,6 +589,61 @@ class BEiTViT(BaseModule):
         tokens = self.blocks[-1](tokens, grid, shared_bias,
                                  query_index=order + self.num_extra_tokens)
         return self.norm(tokens)[valid]
+
+    def check_forward_visible(self) -> None:
+        """Raise ``ValueError`` when :meth:`forward_visible` cannot run on this backbone: per-layer
+        relative position tables (``use_rel_pos_bias``) and windowed attention need the full
+        patch grid."""
+        if any(b.attn.relative_position_bias_table is not None for b in self.blocks):
+            raise ValueError('BEiTViT.forward_visible: a backbone with use_rel_pos_bias=True (one '
+                             'bias table per layer) cannot run on a subset of tokens; use '
+                             'use_abs_pos_emb and/or use_shared_rel_pos_bias')
+        if self.window_size > 0:
+            raise ValueError(f'BEiTViT.forward_visible: window_size={self.window_size} needs the '
+                             'full patch grid; build the backbone with window_size=0')
+
+    def forward_visible(self, x: Tensor, ids_keep: Tensor) -> Tensor:
+        """Encode the visible patches only (the MAE encoder, He et al. 2022 Sec. 3).
+
+        Patches are embedded and given their absolute position embedding, the visible ones
+        are gathered, the CLS token (with its position) is prepended, and every layer and
+        the final norm run on that shorter sequence; a shared relative position bias is
+        gathered to the same positions. ``mask_token`` is not used.
+
+        Args:
+            x: ``[B, C, H, W]`` (the grid of ``img_size`` with an absolute position embedding).
+            ids_keep: ``[B, N_vis]`` int64 row-major indices of the visible patches; the output
+                keeps their order.
+        Returns:
+            ``[B, E + N_vis, D]`` (E = ``num_extra_tokens``), after the final norm (if any).
+        """
+        self.check_forward_visible()
+        b = x.shape[0]
+        if ids_keep.dim() != 2 or ids_keep.shape[0] != b:
+            raise ValueError(f'ids_keep of shape {tuple(ids_keep.shape)}: expected [B, N_vis] '
+                             f'with B = {b}')
+        grid = self._input_grid(x)
+        E = self.num_extra_tokens
+        tokens = self.patch_embed(x)  # [B, N, D]
+        if self.pos_embed is not None:
+            tokens = tokens + self.pos_embed[:, E:]
+        tokens = torch.gather(tokens, 1, ids_keep.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+        if self.cls_token is not None:
+            cls = self.cls_token if self.pos_embed is None else self.cls_token + self.pos_embed[:, :1]
+            tokens = torch.cat([cls.expand(b, -1, -1), tokens], dim=1)
+        tokens = self.pos_drop(tokens)
+        bias = None
+        if self.rel_pos_bias is not None:
+            full = self.rel_pos_bias(grid)  # [heads, 1+N, 1+N] (CLS first)
+            idx = ids_keep + 1
+            if E:
+                idx = torch.cat([idx.new_zeros(b, 1), idx], dim=1)  # [B, T]
+            bias = full[:, idx[:, :, None], idx[:, None, :]].transpose(0, 1)  # [B, heads, T, T]
+        for block in self.blocks:
+            tokens = block(tokens, grid, bias)
+        if self.norm is not None:
+            tokens = self.norm(tokens)
+        return tokens
 
     # ------------------------------------------------------------------ optimisation helpers
     def no_weight_decay(self) -> Set[str]:
