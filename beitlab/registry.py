@@ -46,8 +46,10 @@ MODELS.__doc__ = """Backbones, necks, heads, losses, data preprocessors and algo
 - data preprocessor: an mmengine ``BaseDataPreprocessor``;
   ``forward(data: dict, training: bool) -> dict(inputs=..., data_samples=...)`` with the
   uint8 views turned into normalised float batches.
-- algorithm: an mmengine ``BaseModel``; ``forward(inputs, data_samples, mode)`` with
-  mode in {'loss', 'predict', 'tensor'}; 'loss' returns ``dict[str, Tensor]``.
+- algorithm: an mmengine ``BaseModel`` on ``beitlab/models/algorithms/base.py``;
+  ``forward(inputs, data_samples, mode)`` with mode in its ``modes`` ('loss', 'predict',
+  'tensor'; the regressions MAE, SimMIM and MaskFeat have no 'predict'), any other mode a
+  ``ValueError`` naming them; 'loss' returns ``dict[str, Tensor]``.
 """
 
 TOKENIZERS = Registry('tokenizer', scope='beitlab')

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from beitlab.registry import MODELS
 
+from .base import build_part
 from .beit import BEiT
 
 __all__ = ['BEiTv2']
@@ -39,7 +40,7 @@ class BEiTv2(BEiT):
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(backbone, target_generator, head, data_preprocessor, init_cfg)
-        self.neck = MODELS.build(neck) if isinstance(neck, dict) else neck
+        self.neck = build_part(neck)
         bb = self.backbone
         if self.neck is not None and (bb.out_type != 'raw' or len(bb.out_indices) != 2
                                       or bb.out_indices[1] != bb.num_layers - 1
@@ -53,7 +54,7 @@ class BEiTv2(BEiT):
         if self.neck is None:
             return super().loss(inputs, data_samples)
         img_vit, img_tok = inputs
-        mask = self._stack_masks(data_samples, img_vit.device)          # [B, h, w]
+        mask = self.stack_masks(data_samples, img_vit.device)           # [B, h, w]
         grid = tuple(mask.shape[-2:])
         target = self.target_generator(img_tok, patch_grid=grid)        # [B, N] int64
         early, final = self.backbone(img_vit, mask)                     # 2 x [B, 1+N, D]

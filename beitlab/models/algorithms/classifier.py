@@ -1,18 +1,19 @@
 """Image classifier for fine-tuning a (pre-trained) BEiT backbone (BEiT Sec. 2.6)."""
 from typing import List, Optional, Sequence, Union
 
-from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
 from torch import Tensor, nn
 
 from beitlab.registry import MODELS
 from beitlab.utils.strict_load import Allowance, AllowHint
 
+from .base import BaseAlgorithm, build_part
+
 __all__ = ['ImageClassifier']
 
 
 @MODELS.register_module()
-class ImageClassifier(BaseModel):
+class ImageClassifier(BaseAlgorithm):
     """Backbone + classification head (BEiT Sec. 2.6: the MIM head is replaced by a linear head).
 
     Args:
@@ -31,19 +32,17 @@ class ImageClassifier(BaseModel):
         data_preprocessor: config or module (default ``ClsDataPreprocessor``).
     """
 
+    default_data_preprocessor = dict(type='ClsDataPreprocessor')
+
     def __init__(self, backbone: Union[dict, nn.Module] = dict(type='BEiTViT'),
                  head: Union[dict, nn.Module] = dict(type='ClsHead'),
                  pretrained: Optional[str] = None, pretrained_prefix: str = 'backbone.',
                  pretrained_allow: Optional[dict] = None,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        if data_preprocessor is None:
-            data_preprocessor = dict(type='ClsDataPreprocessor')
-        if isinstance(data_preprocessor, dict):
-            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.backbone = MODELS.build(backbone) if isinstance(backbone, dict) else backbone
-        self.head = MODELS.build(head) if isinstance(head, dict) else head
+        self.backbone = build_part(backbone)
+        self.head = build_part(head)
         self.pretrained = pretrained
         self.pretrained_prefix = pretrained_prefix
         self.pretrained_allow = Allowance.from_config(pretrained_allow, 'model.pretrained_allow')
@@ -65,16 +64,10 @@ class ImageClassifier(BaseModel):
         """``inputs: [B, 3, H, W]`` -> backbone outputs (tuple)."""
         return self.backbone(inputs)
 
-    def forward(self, inputs: Tensor, data_samples: Optional[List[BaseDataElement]] = None,
-                mode: str = 'tensor'):
-        """mode 'tensor' -> logits ``[B, C]``; 'loss' -> dict; 'predict' -> data samples."""
-        if mode == 'tensor':
-            return self.head(self.extract_feat(inputs))
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        raise ValueError(f"ImageClassifier: mode must be 'tensor', 'loss' or 'predict', got {mode!r}")
+    def forward_tensor(self, inputs: Tensor,
+                       data_samples: Optional[List[BaseDataElement]] = None) -> Tensor:
+        """Logits ``[B, C]`` (mode ``'tensor'``; ``'loss'`` -> dict, ``'predict'`` -> data samples)."""
+        return self.head(self.extract_feat(inputs))
 
     def loss(self, inputs: Tensor, data_samples: Sequence[BaseDataElement]) -> dict:
         """Cross-entropy of the head (soft targets after Mixup/CutMix)."""

@@ -6,13 +6,14 @@ tokens only (which is where the ~3x pre-training speed-up comes from), a light
 decoder sees encoded visible tokens plus shared mask tokens, and the loss is the
 MSE on per-patch normalised pixels of the masked patches only.
 
-The encoder is beitlab's stock ``BEiTViT``, driven piece by piece
-(``patch_embed``, ``pos_embed``, ``cls_token``, ``blocks``, ``norm``) so the
-visible tokens are gathered before the first block. A shared relative position
-bias is gathered to the visible tokens too, so the same backbone config as BEiT
-pre-training can be compared.
+The encoder is beitlab's stock ``BEiTViT`` through ``BEiTViT.forward_visible``, which
+gathers the visible tokens before the first block (a shared relative position bias is
+gathered to them too, so the same backbone config as BEiT pre-training can be compared).
+The steps keep the names of the official code (``facebookresearch/mae``,
+``models_mae.py``): ``random_masking``, ``forward_encoder``, ``forward_decoder``,
+``forward_loss``.
 """
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +22,7 @@ from beitlab.masking.checks import check_mask_count
 from beitlab.models.targets.pixels import PixelTarget, patchify, unpatchify
 from beitlab.registry import MODELS
 
-from .mim_base import MIMRegressionBase
+from .base import MIMAlgorithm, PartCfg
 
 __all__ = ['MAE', 'prediction_to_pixels']
 
@@ -49,12 +50,12 @@ def prediction_to_pixels(pred: Tensor, img: Tensor, target_generator: nn.Module)
 
 
 @MODELS.register_module()
-class MAE(MIMRegressionBase):
+class MAE(MIMAlgorithm):
     """Masked autoencoder pre-training (He et al. 2022).
 
     Args:
-        backbone: BEiTViT config/module; ``use_rel_pos_bias`` (one table per layer)
-            is not supported since its bias is built for the full sequence.
+        backbone: BEiTViT config/module; ``use_rel_pos_bias`` (one table per layer) and
+            windowed attention are not supported (see ``BEiTViT.check_forward_visible``).
         head: ``MAEDecoder`` config/module.
         target_generator: defaults to ``PixelTarget(norm_pix=True)`` with the
             backbone's patch size.
@@ -62,38 +63,36 @@ class MAE(MIMRegressionBase):
         data_preprocessor, init_cfg: as in mmengine.
 
     Masks are drawn here (``random_masking``), not taken from the data pipeline,
-    so every sample keeps the same number of visible tokens.
+    so every sample keeps the same number of visible tokens. Modes: ``'loss'`` and
+    ``'tensor'`` (tokens of the intact image, ``[B, 1+N, D]``).
     """
 
+    modes = ('loss', 'tensor')  # pre-training only: nothing to predict
     draws_own_mask = True  # the data pipeline's mask is not used in training
 
     def __init__(self,
-                 backbone: Union[dict, nn.Module],
-                 head: Union[dict, nn.Module],
-                 target_generator: Optional[Union[dict, nn.Module]] = None,
+                 backbone: PartCfg,
+                 head: PartCfg,
+                 target_generator: PartCfg = None,
                  mask_ratio: float = 0.75,
-                 data_preprocessor: Optional[dict] = None,
+                 data_preprocessor: PartCfg = None,
                  init_cfg: Optional[dict] = None) -> None:
-        if target_generator is None:
-            patch = backbone.patch_size if isinstance(backbone, nn.Module) \
-                else backbone.get('patch_size', 16)
-            target_generator = dict(type='PixelTarget', patch_size=patch, norm_pix=True)
         super().__init__(backbone, head, target_generator, data_preprocessor, init_cfg)
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f'MAE: mask_ratio={mask_ratio} must lie in (0, 1): 0 masks no '
                              'patch, 1 masks every patch')
         self.mask_ratio = mask_ratio
-        grid = getattr(self.backbone, 'grid', None)
-        if grid is not None:  # the patch grid of img_size; random_masking keeps this many
-            num_patches = int(grid[0]) * int(grid[1])
-            check_mask_count('MAE', f'mask_ratio={mask_ratio} (keeps '
-                             f'{int(num_patches * (1 - mask_ratio))} visible)',
-                             num_patches - int(num_patches * (1 - mask_ratio)), num_patches,
-                             f'{grid[0]}x{grid[1]}')
-        if any(b.attn.relative_position_bias_table is not None for b in self.backbone.blocks):
-            raise ValueError('MAE: a backbone with use_rel_pos_bias=True (one bias table per '
-                             'layer) cannot run on a subset of tokens; use use_abs_pos_emb and/or '
-                             'use_shared_rel_pos_bias')
+        grid = self.backbone.grid  # the patch grid of img_size; random_masking keeps this many
+        num_patches = int(grid[0]) * int(grid[1])
+        check_mask_count('MAE', f'mask_ratio={mask_ratio} (keeps '
+                         f'{int(num_patches * (1 - mask_ratio))} visible)',
+                         num_patches - int(num_patches * (1 - mask_ratio)), num_patches,
+                         f'{grid[0]}x{grid[1]}')
+        self.backbone.check_forward_visible()
+
+    def default_target_generator(self) -> dict:
+        """Normalised pixels of the backbone's patches (MAE Sec. 3, "Reconstruction target")."""
+        return dict(type='PixelTarget', patch_size=self.backbone.patch_size, norm_pix=True)
 
     def random_masking(self, batch: int, num_patches: int,
                        device: torch.device) -> Tuple[Tensor, Tensor, Tensor]:
@@ -114,35 +113,6 @@ class MAE(MIMRegressionBase):
         mask = torch.gather(mask, 1, ids_restore)
         return ids_keep, mask, ids_restore
 
-    def forward_encoder(self, img: Tensor, ids_keep: Tensor) -> Tensor:
-        """img: [B, C, H, W], ids_keep: [B, N_vis] -> latent [B, E + N_vis, D] (E = 1 with CLS)."""
-        bb = self.backbone
-        B = img.shape[0]
-        grid = (img.shape[-2] // bb.patch_size, img.shape[-1] // bb.patch_size)
-        x = bb.patch_embed(img)  # [B, N, D]
-        E = bb.num_extra_tokens
-        if bb.pos_embed is not None:
-            if grid != bb.grid:
-                raise ValueError(f'MAE: input grid {grid} differs from the backbone grid {bb.grid}')
-            x = x + bb.pos_embed[:, E:]
-        x = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-        if bb.cls_token is not None:
-            cls = bb.cls_token if bb.pos_embed is None else bb.cls_token + bb.pos_embed[:, :1]
-            x = torch.cat([cls.expand(B, -1, -1), x], dim=1)
-        x = bb.pos_drop(x)
-        bias = None
-        if bb.rel_pos_bias is not None:
-            full = bb.rel_pos_bias(grid)  # [heads, 1+N, 1+N] (CLS first)
-            idx = ids_keep + 1
-            if E:
-                idx = torch.cat([idx.new_zeros(B, 1), idx], dim=1)  # [B, T]
-            bias = full[:, idx[:, :, None], idx[:, None, :]].transpose(0, 1)  # [B, heads, T, T]
-        for block in bb.blocks:
-            x = block(x, grid, bias)
-        if bb.norm is not None:
-            x = bb.norm(x)
-        return x
-
     def masking_from(self, mask: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """A given mask ``[B, h, w]`` (or ``[B, N]``) bool, True = masked, with the same
         number of masked patches in every image -> ``(ids_keep, mask [B, N], ids_restore)``
@@ -157,27 +127,49 @@ class MAE(MIMRegressionBase):
         ids_keep = ids_shuffle[:, :flat.shape[1] - int(counts[0])]
         return ids_keep, flat, ids_restore
 
-    def _encode_masked(self, img: Tensor,
-                       mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
-        """Mask (``random_masking`` when ``mask`` is None) and encode the visible patches:
-        img [B, C, H, W] -> (latent [B, E + N_vis, D], mask [B, N] bool, ids_restore [B, N])."""
+    def masking(self, img: Tensor,
+                mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
+        """``(ids_keep [B, N_vis], mask [B, N] bool, ids_restore [B, N])`` for ``img``
+        [B, C, H, W]: drawn by :meth:`random_masking` when ``mask`` is None, else from the
+        given ``[B, h, w]`` mask (:meth:`masking_from`)."""
         P = self.backbone.patch_size
         num_patches = (img.shape[-2] // P) * (img.shape[-1] // P)
         if mask is None:
-            ids_keep, mask, ids_restore = self.random_masking(img.shape[0], num_patches,
-                                                              img.device)
-        else:
-            if mask.flatten(1).shape != (img.shape[0], num_patches):
-                raise ValueError(f'MAE: mask {tuple(mask.shape)} does not cover the '
-                                 f'{num_patches} patches of image {tuple(img.shape)}')
-            ids_keep, mask, ids_restore = self.masking_from(mask.to(img.device))
-        return self.forward_encoder(img, ids_keep), mask, ids_restore
+            return self.random_masking(img.shape[0], num_patches, img.device)
+        if mask.flatten(1).shape != (img.shape[0], num_patches):
+            raise ValueError(f'MAE: mask {tuple(mask.shape)} does not cover the '
+                             f'{num_patches} patches of image {tuple(img.shape)}')
+        return self.masking_from(mask.to(img.device))
 
-    def loss(self, img: Tensor, mask: Optional[Tensor] = None) -> Dict[str, Tensor]:
-        """MAE loss; a pipeline mask is ignored (masks are drawn by ``random_masking``)."""
-        latent, mask, ids_restore = self._encode_masked(img)
+    def forward_encoder(self, img: Tensor, ids_keep: Tensor) -> Tensor:
+        """img: [B, C, H, W], ids_keep: [B, N_vis] -> latent [B, E + N_vis, D] (E = 1 with
+        CLS): the backbone on the visible patches only (``BEiTViT.forward_visible``)."""
+        return self.backbone.forward_visible(img, ids_keep)
+
+    def forward_decoder(self, latent: Tensor, ids_restore: Tensor) -> Tensor:
+        """latent: [B, E + N_vis, D], ids_restore: [B, N] -> pred [B, N, P*P*C] (the head)."""
+        return self.head(latent, ids_restore)
+
+    def forward_loss(self, img: Tensor, pred: Tensor, mask: Tensor) -> Dict[str, Tensor]:
+        """MSE of ``pred`` [B, N, P*P*C] against the target of ``img`` [B, C, H, W] on the
+        patches of ``mask`` [B, N] bool (True = removed) only -> ``dict(loss)``."""
         target = self.target_generator(img)  # [B, N, P*P*C]
-        return self.head.loss(latent, target, mask, ids_restore)
+        return self.head.reconstruction_loss(pred, target, mask)
+
+    def loss(self, inputs: Union[Tensor, Sequence[Tensor]],
+             data_samples: Optional[list] = None) -> Dict[str, Tensor]:
+        """MAE loss of ``inputs`` [B, C, H, W] (or two views, the first is used); a
+        pipeline mask in ``data_samples`` is ignored (masks are drawn by ``random_masking``)."""
+        img = self.image_view(inputs)
+        ids_keep, mask, ids_restore = self.masking(img)
+        latent = self.forward_encoder(img, ids_keep)
+        pred = self.forward_decoder(latent, ids_restore)
+        return self.forward_loss(img, pred, mask)
+
+    def forward_tensor(self, inputs: Union[Tensor, Sequence[Tensor]],
+                       data_samples: Optional[list] = None) -> Tensor:
+        """Tokens ``[B, 1+N, D]`` of the intact image (feature extraction)."""
+        return self.extract_feat(inputs)
 
     def reconstruct(self, img: Tensor, mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """The decoder's pixels for every patch, as in MAE Fig. 2.
@@ -192,7 +184,7 @@ class MAE(MIMRegressionBase):
             see :func:`prediction_to_pixels`) and ``mask [B, h, w]`` bool.
         """
         P = self.backbone.patch_size
-        latent, mask, ids_restore = self._encode_masked(img, mask)
-        pred = self.head(latent, ids_restore)  # [B, N, P*P*C]
+        ids_keep, mask, ids_restore = self.masking(img, mask)
+        pred = self.forward_decoder(self.forward_encoder(img, ids_keep), ids_restore)
         pixels = prediction_to_pixels(pred, img, self.target_generator)
         return pixels, mask.reshape(img.shape[0], img.shape[-2] // P, img.shape[-1] // P)

@@ -3,16 +3,17 @@ from typing import Dict, List, Optional, Union
 
 import torch
 import torch.nn as nn
-from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
 
 from beitlab.registry import MODELS, TOKENIZERS
+
+from .base import BaseAlgorithm, build_part
 
 __all__ = ['TokenizerTrainer']
 
 
 @MODELS.register_module()
-class TokenizerTrainer(BaseModel):
+class TokenizerTrainer(BaseAlgorithm):
     """Wraps any trainable tokenizer (one with ``loss(img)`` and ``forward(img)``).
 
     Inputs reach the tokenizer as ``[B, C, h, w]`` float in [0, 1] (RGB); use a data
@@ -31,14 +32,14 @@ class TokenizerTrainer(BaseModel):
         init_cfg: mmengine init config.
     """
 
+    default_data_preprocessor = dict(type='ImgDataPreprocessor', mean=[0., 0., 0.],
+                                     std=[255., 255., 255.], bgr_to_rgb=True)
+
     def __init__(self, tokenizer: Union[dict, nn.Module],
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        if data_preprocessor is None:
-            data_preprocessor = dict(type='ImgDataPreprocessor', mean=[0., 0., 0.],
-                                     std=[255., 255., 255.], bgr_to_rgb=True)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.tokenizer = TOKENIZERS.build(tokenizer) if isinstance(tokenizer, dict) else tokenizer
+        self.tokenizer = build_part(tokenizer, TOKENIZERS)
         if not hasattr(self.tokenizer, 'loss'):
             raise TypeError(f'{type(self.tokenizer).__name__} has no loss(img): it cannot be '
                             'trained by TokenizerTrainer')
@@ -47,17 +48,14 @@ class TokenizerTrainer(BaseModel):
     def vocab_size(self) -> int:
         return self.tokenizer.vocab_size
 
-    def forward(self, inputs: torch.Tensor, data_samples: Optional[List] = None,
-                mode: str = 'tensor'):
-        if mode == 'loss':
-            return self.loss(inputs)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            return self.tokenizer.get_tokens(inputs)
-        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
+    def forward_tensor(self, inputs: torch.Tensor,
+                       data_samples: Optional[List] = None) -> torch.Tensor:
+        """The tokens ``[B, h/d, w/d]`` int64."""
+        return self.tokenizer.get_tokens(inputs)
 
-    def loss(self, inputs: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def loss(self, inputs: torch.Tensor,
+             data_samples: Optional[List] = None) -> Dict[str, torch.Tensor]:
+        """The tokenizer's loss dict."""
         return self.tokenizer.loss(inputs)
 
     @torch.no_grad()

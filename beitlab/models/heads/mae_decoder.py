@@ -114,17 +114,27 @@ class MAEDecoder(BaseModule):
         x = self.decoder_norm(x)
         return self.decoder_pred(x[:, E:])
 
-    def loss(self, latent: Tensor, target: Tensor, mask: Tensor,
+    def loss(self, feats: Tensor, target: Tensor, mask: Tensor,
              ids_restore: Tensor) -> Dict[str, Tensor]:
-        """MSE on masked patches only.
+        """MSE on masked patches only: :meth:`reconstruction_loss` of ``forward(feats, ids_restore)``.
 
         Args:
-            latent: encoder output ``[B, E + N_vis, D]``.
+            feats: encoder output ``[B, E + N_vis, D]`` (the visible patches only).
             target: ``[B, N, P*P*C]`` (normalised pixels).
             mask: ``[B, N]`` bool, True = masked (the only patches in the loss).
             ids_restore: ``[B, N]`` from ``MAE.random_masking``.
         """
-        pred = self.forward(latent, ids_restore)
+        return self.reconstruction_loss(self.forward(feats, ids_restore), target, mask)
+
+    @staticmethod
+    def reconstruction_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Dict[str, Tensor]:
+        """MSE per patch averaged over the masked patches (MAE Sec. 3, "Reconstruction target").
+
+        Args:
+            pred: decoder prediction ``[B, N, P*P*C]``.
+            target: ``[B, N, P*P*C]``.
+            mask: ``[B, N]`` (or ``[B, h, w]``) bool, True = masked.
+        """
         if pred.shape != target.shape:
             raise ValueError(f'MAEDecoder: prediction {tuple(pred.shape)} and target '
                              f'{tuple(target.shape)} differ (check patch_size / in_channels)')
