@@ -262,7 +262,7 @@ def save_checkpoint_file(checkpoint: Mapping[str, Any], filename: Any) -> None:
         tensors[name] = value
     metadata = {'format': 'pt'}
     if meta is not None:
-        metadata[META_KEY] = json.dumps(meta)
+        metadata[META_KEY] = json.dumps(meta, default=str)  # meta is informational
     atomic_write_bytes(filename, safetensors.torch.save(tensors, metadata=metadata))
 
 
