@@ -90,6 +90,14 @@ def test_a_corrupt_safetensors_file_is_named(tmp_path, files) -> None:
         load_checkpoint_file(bad)
 
 
+def test_without_the_safetensors_package_the_error_names_the_file(files, monkeypatch) -> None:
+    import sys
+    for name in ('safetensors', 'safetensors.torch'):
+        monkeypatch.setitem(sys.modules, name, None)  # import fails as if not installed
+    with pytest.raises(ImportError, match=r"beitlab\.safetensors.*pip install safetensors"):
+        load_checkpoint_file(files['beitlab_st'])
+
+
 @pytest.mark.parametrize('name', FILES)
 def test_fine_tuning_backbone(files, name) -> None:
     src = pretrained_backbone()
