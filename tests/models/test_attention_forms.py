@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from beitlab.models.backbones import beit_vit
-from beitlab.models.backbones.beit_vit import BEiTAttention, BEiTViT
+from beitlab.models.backbones import beit_layers
+from beitlab.models.backbones.beit_layers import BEiTAttention
+from beitlab.models.backbones.beit_vit import BEiTViT
 from beitlab.models.backbones.rel_pos_bias import RelativePositionBias
 from beitlab.ops.attention import (
     DEFAULT_FORMS,
@@ -181,7 +182,7 @@ def test_backbone_matches_reference_core(monkeypatch, form, config, path, dtype)
 
     ref_vit = copy.deepcopy(vit).double()
     with monkeypatch.context() as patch:
-        patch.setattr(beit_vit, 'biased_attention', reference_core)
+        patch.setattr(beit_layers, 'biased_attention', reference_core)
         ref, ref_grads = run(ref_vit, img.clone().requires_grad_(), False)
     if dtype == torch.float64:
         vit.double()

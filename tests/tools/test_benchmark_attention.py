@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from beitlab.models.backbones.beit_vit import BEiTAttention
+from beitlab.models.backbones.beit_layers import BEiTAttention
 from beitlab.models.backbones.rel_pos_bias import RelativePositionBias
 from beitlab.ops.attention import ATTN_CASES
 from tests.tools_helpers import REPO_ROOT

@@ -4,7 +4,7 @@
         [--shapes vit-b,fmnist] [--dtypes fp32,bf16] [--device cpu|cuda] [--threads N]
         [--out result.json]
 
-One :class:`~beitlab.models.backbones.beit_vit.BEiTAttention` layer (q/v-biased qkv
+One :class:`~beitlab.models.backbones.beit_layers.BEiTAttention` layer (q/v-biased qkv
 projection, attention with a shared relative position bias looked up from its table, output
 projection), for each attention case of :data:`beitlab.ops.attention.ATTN_CASES`:
 
@@ -47,7 +47,7 @@ from torch import Tensor
 # The repository root, so that beitlab imports from this checkout.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from beitlab.models.backbones.beit_vit import BEiTAttention  # noqa: E402
+from beitlab.models.backbones.beit_layers import BEiTAttention  # noqa: E402
 from beitlab.models.backbones.rel_pos_bias import RelativePositionBias  # noqa: E402
 from beitlab.ops.attention import (  # noqa: E402
     ATTN_CASES,

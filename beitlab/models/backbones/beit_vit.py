@@ -5,218 +5,32 @@ Patch embedding, ``[MASK]`` replacement of masked patches, CLS token, absolute a
 relative position bias, pre-LayerNorm blocks with layer scale and stochastic depth.
 Parameter names are exactly those of the official implementation (``microsoft/unilm``,
 ``beit/modeling_pretrain.py`` and ``modeling_finetune.py``), so official weights load 1:1.
+
+The layers are in ``beit_layers.py``, the paths over a subset of tokens (masked-only last
+layer, visible-only MAE encoder) in ``token_subset_paths.py``, the load-time state-dict
+adaptation in :mod:`beitlab.checkpoint.backbone_adapt`.
 """
 import math
 from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from beitlab.checkpoint.backbone_adapt import BackboneSpec, adapt_backbone_state
-from beitlab.ops.attention import ATTN_IMPLS, biased_attention
-from beitlab.ops.relative_position import (
-    build_relative_position_index,
-    num_relative_distance,
-    relative_position_bias_for_grid,
-    to_2tuple_grid,
-)
+from beitlab.ops.relative_position import to_2tuple_grid
 from beitlab.registry import MODELS
 
+from .beit_layers import INIT_STD, LN_EPS, BEiTBlock, PatchEmbed
 from .rel_pos_bias import RelativePositionBias
+from .token_subset_paths import TokenSubsetPaths
 from .window_attention import window_partition, window_unpartition
 
-__all__ = ['BEiTViT', 'BEiTAttention', 'BEiTBlock', 'PatchEmbed', 'Mlp', 'DropPath']
-
-LN_EPS = 1e-6
-INIT_STD = 0.02
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: drop the whole residual branch per sample (Huang et al., 2016)."""
-
-    def __init__(self, drop_prob: float = 0.) -> None:
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.drop_prob == 0. or not self.training:
-            return x
-        keep_prob = 1 - self.drop_prob
-        keep = x.new_empty((x.shape[0], ) + (1, ) * (x.dim() - 1)).bernoulli_(keep_prob)
-        return x * keep / keep_prob
-
-    def extra_repr(self) -> str:
-        return f'drop_prob={self.drop_prob}'
-
-
-class PatchEmbed(nn.Module):
-    """Non-overlapping P x P patches, linearly projected by a strided conv (BEiT Sec. 2.1.1, 2.2)."""
-
-    def __init__(self, in_channels: int, embed_dims: int, patch_size: int) -> None:
-        super().__init__()
-        self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_channels, embed_dims, kernel_size=patch_size, stride=patch_size)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``x: [B, C, H, W]`` -> ``[B, N, D]``, N = (H/P)*(W/P) in row-major order."""
-        return self.proj(x).flatten(2).transpose(1, 2)
-
-
-class Mlp(nn.Module):
-    """FFN(Y) = GELU(Y W1 + b1) W2 + b2 (the Transformer FFN of BEiT Sec. 2.2; official ``Mlp``)."""
-
-    def __init__(self, embed_dims: int, feedforward_channels: int, drop: float = 0.) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(embed_dims, feedforward_channels)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(feedforward_channels, embed_dims)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-
-
-class BEiTAttention(nn.Module):
-    """Multi-head self-attention with q/v biases (no k bias) and an optional own relative
-    position bias table (BEiT Sec. 2.2, 2.5).
-
-    Args:
-        embed_dims: D.
-        num_heads: heads; D must be divisible by it.
-        qv_bias: learnable ``q_bias`` and ``v_bias`` (the k bias is fixed at zero).
-        grid: when given, this layer owns ``relative_position_bias_table`` for that patch
-            grid (official fine-tuning: one table per layer).
-        proj_drop: dropout after the output projection.
-        attn_impl: form of ``softmax(q k^T / sqrt(d) + bias) v``: ``'sdpa'``, ``'explicit'``
-            or ``'auto'`` (per device, dtype and what autograd needs); see
-            :mod:`beitlab.ops.attention`.
-    """
-
-    def __init__(self, embed_dims: int, num_heads: int, qv_bias: bool = True,
-                 grid: Optional[Tuple[int, int]] = None, proj_drop: float = 0.,
-                 attn_impl: str = 'auto') -> None:
-        super().__init__()
-        if embed_dims % num_heads != 0:
-            raise ValueError(f'embed_dims={embed_dims} is not divisible by num_heads={num_heads}')
-        if attn_impl not in ATTN_IMPLS:
-            raise ValueError(f'attn_impl={attn_impl!r} is not one of {ATTN_IMPLS}')
-        self.attn_impl = attn_impl
-        self.num_heads = num_heads
-        self.head_dims = embed_dims // num_heads
-        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=False)
-        if qv_bias:
-            self.q_bias = nn.Parameter(torch.zeros(embed_dims))
-            self.v_bias = nn.Parameter(torch.zeros(embed_dims))
-        else:
-            self.q_bias, self.v_bias = None, None
-        self.grid = to_2tuple_grid(grid) if grid is not None else None
-        if self.grid is not None:
-            self.relative_position_bias_table = nn.Parameter(
-                torch.zeros(num_relative_distance(self.grid), num_heads))
-            self.register_buffer('relative_position_index',
-                                 build_relative_position_index(self.grid), persistent=False)
-        else:
-            self.relative_position_bias_table = None
-        self.proj = nn.Linear(embed_dims, embed_dims)
-        self.proj_drop = nn.Dropout(proj_drop)
-
-    def attn_bias(self, grid: Tuple[int, int], rel_pos_bias: Optional[Tensor],
-                  num_tokens: int) -> Optional[Tensor]:
-        """Sum of this layer's bias and the shared one: ``[heads, T, T]`` or None.
-
-        Biases are built for (CLS + patches); without a CLS token the last T rows/columns
-        (the patches) are used.
-        """
-        bias = None
-        if self.relative_position_bias_table is not None:
-            bias = relative_position_bias_for_grid(self.relative_position_bias_table,
-                                                   self.relative_position_index, self.grid, grid)
-        if rel_pos_bias is not None:
-            bias = rel_pos_bias if bias is None else bias + rel_pos_bias
-        if bias is not None and bias.shape[-1] != num_tokens:
-            bias = bias[:, -num_tokens:, -num_tokens:]
-        return bias
-
-    def forward(self, x: Tensor, grid: Tuple[int, int],
-                rel_pos_bias: Optional[Tensor] = None,
-                query_index: Optional[Tensor] = None) -> Tensor:
-        """``x: [B, T, D]``, ``rel_pos_bias: [heads, T', T']`` (shared) -> ``[B, T, D]``.
-
-        With ``query_index`` ``[B, Q]`` (token positions), only those tokens query: keys
-        and values still come from all T tokens, the output is ``[B, Q, D]``.
-        """
-        b, t, d = x.shape
-        qkv_bias = None
-        if self.q_bias is not None:
-            qkv_bias = torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
-        bias = self.attn_bias(grid, rel_pos_bias, t)
-        if bias is not None:
-            bias = bias.to(x.dtype)
-        if query_index is None:
-            qkv = F.linear(x, self.qkv.weight, qkv_bias)
-            q, k, v = qkv.reshape(b, t, 3, self.num_heads, self.head_dims).permute(2, 0, 3, 1, 4)
-            if bias is not None and bias.dim() == 3:
-                # [heads, T, T] -> [1, heads, T, T]: a 4-D mask lets CPU SDPA take its fused
-                # kernel when the bias needs no gradient (measured -22 % attention time).
-                bias = bias.unsqueeze(0)
-        else:
-            nq = query_index.shape[1]
-            kv = F.linear(x, self.qkv.weight[d:], None if qkv_bias is None else qkv_bias[d:])
-            k, v = kv.reshape(b, t, 2, self.num_heads, self.head_dims).permute(2, 0, 3, 1, 4)
-            x_q = torch.gather(x, 1, query_index.unsqueeze(-1).expand(-1, -1, d))
-            q = F.linear(x_q, self.qkv.weight[:d], None if qkv_bias is None else qkv_bias[:d])
-            q = q.reshape(b, nq, self.num_heads, self.head_dims).transpose(1, 2)
-            if bias is not None:  # the query rows of the bias: [B, heads, Q, T]
-                bias = (bias if bias.dim() == 4 else bias.unsqueeze(0)).expand(b, -1, -1, -1)
-                rows = query_index[:, None, :, None].expand(-1, bias.shape[1], -1, t)
-                bias = torch.gather(bias, 2, rows)
-            t = nq
-        # softmax(q k^T / sqrt(d_k) + bias) v
-        x = biased_attention(q, k, v, bias, self.attn_impl)
-        x = x.transpose(1, 2).reshape(b, t, d)
-        return self.proj_drop(self.proj(x))
-
-
-class BEiTBlock(nn.Module):
-    """Pre-LN Transformer layer with layer scale (CaiT) and stochastic depth:
-
-    ``x = x + drop_path(gamma_1 * MHSA(LN(x)))``; ``x = x + drop_path(gamma_2 * FFN(LN(x)))``.
-    """
-
-    def __init__(self, embed_dims: int, num_heads: int, feedforward_channels: int,
-                 qv_bias: bool = True, drop_rate: float = 0., drop_path_rate: float = 0.,
-                 layer_scale_init_value: float = 0.,
-                 grid: Optional[Tuple[int, int]] = None, attn_impl: str = 'auto') -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(embed_dims, eps=LN_EPS)
-        self.attn = BEiTAttention(embed_dims, num_heads, qv_bias=qv_bias, grid=grid,
-                                  proj_drop=drop_rate, attn_impl=attn_impl)
-        self.drop_path = DropPath(drop_path_rate)
-        self.norm2 = nn.LayerNorm(embed_dims, eps=LN_EPS)
-        self.mlp = Mlp(embed_dims, feedforward_channels, drop=drop_rate)
-        if layer_scale_init_value > 0:
-            self.gamma_1 = nn.Parameter(layer_scale_init_value * torch.ones(embed_dims))
-            self.gamma_2 = nn.Parameter(layer_scale_init_value * torch.ones(embed_dims))
-        else:
-            self.gamma_1, self.gamma_2 = None, None
-
-    def forward(self, x: Tensor, grid: Tuple[int, int],
-                rel_pos_bias: Optional[Tensor] = None,
-                query_index: Optional[Tensor] = None) -> Tensor:
-        """``x: [B, T, D]`` -> ``[B, T, D]``, or ``[B, Q, D]`` for the tokens at
-        ``query_index`` ``[B, Q]`` only (they attend to all T tokens)."""
-        y = self.attn(self.norm1(x), grid, rel_pos_bias, query_index)
-        if query_index is not None:
-            x = torch.gather(x, 1, query_index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-        x = x + self.drop_path(y if self.gamma_1 is None else self.gamma_1 * y)
-        y = self.mlp(self.norm2(x))
-        return x + self.drop_path(y if self.gamma_2 is None else self.gamma_2 * y)
+__all__ = ['BEiTViT']
 
 
 @MODELS.register_module()
-class BEiTViT(BaseModule):
+class BEiTViT(TokenSubsetPaths, BaseModule):
     """BEiT ViT encoder: ``H_0 = [E_CLS; E'_1..E'_N] + E_pos`` with ``E'_i = E_[MASK]`` for
     masked patches, then L pre-LN layers (BEiT Sec. 2.2, 2.3, 2.5).
 
@@ -558,91 +372,6 @@ class BEiTViT(BaseModule):
         """Tokens ``[B, 1+N, D]`` after the last layer and the final norm (if any)."""
         for _, tokens, _ in self._layers(x, mask):
             pass
-        return tokens
-
-    def forward_masked(self, x: Tensor, mask: Tensor) -> Tensor:
-        """Tokens of the masked patches only, after the last layer and the final norm:
-        ``[M, D]`` in the order of ``forward_features(x, mask)[:, 1:][mask]`` (batch-major,
-        then row-major), equal to it up to rounding.
-
-        Masked image modeling reads nothing else from the last layer, so there its
-        queries, output projection and FFN run on the masked patches only (keys and
-        values on all tokens); the earlier layers run as usual. With ViT-B/16 and 75 of
-        196 patches masked that is about half of the last layer's arithmetic.
-        """
-        b = x.shape[0]
-        if self.window_size > 0 or self.norm is None:
-            tokens = self.forward_features(x, mask)[:, self.num_extra_tokens:]
-            grid = (x.shape[2] // self.patch_size, x.shape[3] // self.patch_size)
-            return tokens[self._check_mask(mask, b, grid)]
-        tokens, grid = self.embed(x, mask)
-        mask = self._check_mask(mask, b, grid)
-        shared_bias = self.rel_pos_bias(grid) if self.rel_pos_bias is not None else None
-        for block in self.blocks[:-1]:
-            tokens = block(tokens, grid, shared_bias)
-        counts = mask.sum(1)
-        # Masked positions first, each row in ascending (row-major) order; rows with fewer
-        # masked patches than the most masked one are padded with unmasked positions.
-        order = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices
-        order = order[:, :int(counts.max())]
-        valid = torch.arange(order.shape[1], device=mask.device) < counts.unsqueeze(1)
-        tokens = self.blocks[-1](tokens, grid, shared_bias,
-                                 query_index=order + self.num_extra_tokens)
-        return self.norm(tokens)[valid]
-
-    def check_forward_visible(self) -> None:
-        """Raise ``ValueError`` when :meth:`forward_visible` cannot run on this backbone: per-layer
-        relative position tables (``use_rel_pos_bias``) and windowed attention need the full
-        patch grid."""
-        if any(b.attn.relative_position_bias_table is not None for b in self.blocks):
-            raise ValueError('BEiTViT.forward_visible: a backbone with use_rel_pos_bias=True (one '
-                             'bias table per layer) cannot run on a subset of tokens; use '
-                             'use_abs_pos_emb and/or use_shared_rel_pos_bias')
-        if self.window_size > 0:
-            raise ValueError(f'BEiTViT.forward_visible: window_size={self.window_size} needs the '
-                             'full patch grid; build the backbone with window_size=0')
-
-    def forward_visible(self, x: Tensor, ids_keep: Tensor) -> Tensor:
-        """Encode the visible patches only (the MAE encoder, He et al. 2022 Sec. 3).
-
-        Patches are embedded and given their absolute position embedding, the visible ones
-        are gathered, the CLS token (with its position) is prepended, and every layer and
-        the final norm run on that shorter sequence; a shared relative position bias is
-        gathered to the same positions. ``mask_token`` is not used.
-
-        Args:
-            x: ``[B, C, H, W]`` (the grid of ``img_size`` with an absolute position embedding).
-            ids_keep: ``[B, N_vis]`` int64 row-major indices of the visible patches; the output
-                keeps their order.
-        Returns:
-            ``[B, E + N_vis, D]`` (E = ``num_extra_tokens``), after the final norm (if any).
-        """
-        self.check_forward_visible()
-        b = x.shape[0]
-        if ids_keep.dim() != 2 or ids_keep.shape[0] != b:
-            raise ValueError(f'ids_keep of shape {tuple(ids_keep.shape)}: expected [B, N_vis] '
-                             f'with B = {b}')
-        grid = self._input_grid(x)
-        E = self.num_extra_tokens
-        tokens = self.patch_embed(x)  # [B, N, D]
-        if self.pos_embed is not None:
-            tokens = tokens + self.pos_embed[:, E:]
-        tokens = torch.gather(tokens, 1, ids_keep.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
-        if self.cls_token is not None:
-            cls = self.cls_token if self.pos_embed is None else self.cls_token + self.pos_embed[:, :1]
-            tokens = torch.cat([cls.expand(b, -1, -1), tokens], dim=1)
-        tokens = self.pos_drop(tokens)
-        bias = None
-        if self.rel_pos_bias is not None:
-            full = self.rel_pos_bias(grid)  # [heads, 1+N, 1+N] (CLS first)
-            idx = ids_keep + 1
-            if E:
-                idx = torch.cat([idx.new_zeros(b, 1), idx], dim=1)  # [B, T]
-            bias = full[:, idx[:, :, None], idx[:, None, :]].transpose(0, 1)  # [B, heads, T, T]
-        for block in self.blocks:
-            tokens = block(tokens, grid, bias)
-        if self.norm is not None:
-            tokens = self.norm(tokens)
         return tokens
 
     # ------------------------------------------------------------------ optimisation helpers

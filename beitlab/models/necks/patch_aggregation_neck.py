@@ -12,7 +12,7 @@ import torch
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from beitlab.models.backbones.beit_vit import BEiTBlock
+from beitlab.models.backbones.beit_layers import BEiTBlock
 from beitlab.registry import MODELS
 
 __all__ = ['PatchAggregationNeck']
