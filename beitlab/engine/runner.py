@@ -30,12 +30,8 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint
 
 from beitlab.checkpoint.model_state import model_state_dict
-from beitlab.utils.strict_load import (
-    Allowance,
-    AllowHint,
-    check_optimizer_state,
-    load_state_dict_strict,
-)
+from beitlab.utils.optimizer_state import check_optimizer_state
+from beitlab.utils.strict_load import Allowance, AllowHint, load_state_dict_strict
 
 __all__ = ['BeitlabRunner', 'LOAD_FROM_ALLOW_KEY']
 

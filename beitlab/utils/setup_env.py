@@ -33,18 +33,17 @@ def register_all_modules(init_default_scope: bool = False) -> None:
     make checkpoint loading safe (see :mod:`beitlab.checkpoint.io`) and make
     ``init_cfg=dict(type='Pretrained')`` strict: mmengine's ``'Pretrained'`` weight
     initializer is rebound (``force=True``) to
-    :class:`~beitlab.utils.strict_load.StrictPretrainedInit`, because mmengine's loads with
+    :class:`~beitlab.checkpoint.pretrained_init.StrictPretrainedInit`, because mmengine's loads with
     ``strict=False`` and offers no option to change that (the reasons for overriding the
     name rather than adding one are in
-    :func:`~beitlab.utils.strict_load.install_strict_pretrained_init`).
+    :func:`~beitlab.checkpoint.pretrained_init.install_strict_pretrained_init`).
 
     Args:
         init_default_scope: also make ``beitlab`` the current mmengine default
             scope (configs normally set ``default_scope = 'beitlab'`` themselves).
     """
     from beitlab.checkpoint.io import install_safe_checkpoint_loading
-
-    from .strict_load import install_strict_pretrained_init
+    from beitlab.checkpoint.pretrained_init import install_strict_pretrained_init
     install_safe_checkpoint_loading()
     install_strict_pretrained_init()
     for name in COMPONENT_PACKAGES:

@@ -23,6 +23,9 @@ key (``'re:blocks\\.\\d+\\.attn\\.relative_position_bias_table'``). An allowed m
 keeps its initialisation, an allowed unexpected key is ignored and a tensor whose shape
 mismatch is allowed is not loaded (the model keeps its own). Allowed differences are
 logged. ``docs/reliability.md`` ("Strict loading") lists the config keys that set them.
+
+The strict ``init_cfg=dict(type='Pretrained')`` is :mod:`beitlab.checkpoint.pretrained_init`;
+the optimizer-state check of ``--resume`` is :mod:`beitlab.utils.optimizer_state`.
 """
 import fnmatch
 import re
@@ -32,16 +35,13 @@ from typing import Any, Iterable, List, Mapping, NamedTuple, Optional, Sequence,
 
 import torch
 from mmengine.logging import print_log
-from mmengine.model.weight_init import PretrainedInit, update_init_info
 from torch import nn
 
 from .cli import HintedError
 
 __all__ = [
     'Allowance', 'AllowHint', 'ShapeMismatch', 'format_table', 'StrictLoadError',
-    'StrictLoadReport', 'OptimizerStateError',
-    'load_state_dict_strict', 'load_checkpoint_strict', 'check_optimizer_state', 'StrictPretrainedInit',
-    'install_strict_pretrained_init', 'MAX_TABLE_ROWS'
+    'StrictLoadReport', 'load_state_dict_strict', 'load_checkpoint_strict', 'format_shape', 'MAX_TABLE_ROWS'
 ]
 
 # Rows of the difference table shown before "... and N more".
@@ -128,7 +128,7 @@ class ShapeMismatch(NamedTuple):
     model: Tuple[int, ...]
 
 
-def _shape(shape: Optional[Sequence[int]]) -> str:
+def format_shape(shape: Optional[Sequence[int]]) -> str:
     return '-' if shape is None else '[' + ', '.join(str(int(s)) for s in shape) + ']'
 
 
@@ -164,10 +164,6 @@ class StrictLoadError(HintedError, RuntimeError):
         self.unexpected_keys = list(unexpected_keys)
         self.shape_mismatches = list(shape_mismatches)
         self.table = '\n'.join(table)
-
-
-class OptimizerStateError(StrictLoadError):
-    """The optimizer state of a checkpoint does not fit the optimizer being resumed."""
 
 
 @dataclass
@@ -215,9 +211,9 @@ class AllowHint:
 def _difference_rows(missing: Sequence[str], unexpected: Sequence[str],
                      mismatched: Sequence[ShapeMismatch], model_shapes: Mapping[str, Any],
                      ckpt_shapes: Mapping[str, Any]) -> List[Tuple[str, str, str, str]]:
-    rows = [('shape', m.key, _shape(m.checkpoint), _shape(m.model)) for m in mismatched]
-    rows += [('missing', k, '-', _shape(model_shapes.get(k))) for k in missing]
-    rows += [('unexpected', k, _shape(ckpt_shapes.get(k)), '-') for k in unexpected]
+    rows = [('shape', m.key, format_shape(m.checkpoint), format_shape(m.model)) for m in mismatched]
+    rows += [('missing', k, '-', format_shape(model_shapes.get(k))) for k in missing]
+    rows += [('unexpected', k, format_shape(ckpt_shapes.get(k)), '-') for k in unexpected]
     return rows
 
 
@@ -362,147 +358,3 @@ def load_checkpoint_strict(module: nn.Module, path: str, prefix: str = '',
     return load_state_dict_strict(module, state, str(path), allow_missing, allow_unexpected,
                                   allow_shape_mismatch, allow_hint=allow_hint, target=target,
                                   extra_hints=extra_hints)
-
-
-def _unwrap_optimizers(optim_wrapper: Any, saved: Mapping) -> List[Tuple[str, Any, Mapping]]:
-    """``(name, torch optimizer, saved optimizer state)`` for an mmengine ``OptimWrapper``,
-    an ``OptimWrapperDict`` (one per name) or a torch optimizer."""
-    wrappers = getattr(optim_wrapper, 'optim_wrappers', None)
-    if isinstance(wrappers, Mapping):
-        out = []
-        for name, wrapper in wrappers.items():
-            if name not in saved:
-                raise OptimizerStateError(
-                    f'the checkpoint has no state for the optimizer {name!r} (it holds '
-                    f'{sorted(saved)})', [])
-            out.extend((name, opt, st) for _, opt, st in _unwrap_optimizers(wrapper, saved[name]))
-        return out
-    optimizer = getattr(optim_wrapper, 'optimizer', optim_wrapper)
-    return [('', optimizer, saved)]
-
-
-def check_optimizer_state(optim_wrapper: Any, saved: Mapping, model: nn.Module,
-                          source: str) -> None:
-    """Raise :class:`OptimizerStateError` unless the saved optimizer state fits the optimizer.
-
-    torch maps saved state to parameters by position (group by group) and checks only the
-    number of groups and of parameters per group, so the moments of another model width
-    load and the first step fails inside the optimizer. This compares the number of groups,
-    the parameters per group and the shape of every saved state tensor (``exp_avg``,
-    ``exp_avg_sq``, ``momentum_buffer``, ...) with the parameter it belongs to, and names the
-    parameters (``model.named_parameters()``).
-    """
-    names = {id(p): n for n, p in model.named_parameters()}
-    rows: List[Tuple[str, str, str, str]] = []
-    for opt_name, optimizer, state in _unwrap_optimizers(optim_wrapper, saved):
-        tag = f'optimizer {opt_name!r} ' if opt_name else 'optimizer '
-        groups, saved_groups = optimizer.param_groups, state.get('param_groups', [])
-        if len(groups) != len(saved_groups):
-            rows.append((tag + 'param groups', '-', str(len(saved_groups)), str(len(groups))))
-            continue
-        sizes_fit = True
-        for i, (group, saved_group) in enumerate(zip(groups, saved_groups)):
-            if len(group['params']) != len(saved_group['params']):
-                sizes_fit = False
-                first = ', '.join(names.get(id(p), '?') for p in group['params'][:3])
-                rows.append((tag + f'group {i} size', first + (', ...' if len(group['params']) > 3
-                                                              else ''),
-                             f'{len(saved_group["params"])} params',
-                             f'{len(group["params"])} params'))
-        if not sizes_fit:
-            continue
-        saved_state = state.get('state', {})
-        for group, saved_group in zip(groups, saved_groups):
-            for param, saved_id in zip(group['params'], saved_group['params']):
-                for key, value in saved_state.get(saved_id, {}).items():
-                    if isinstance(value, torch.Tensor) and value.dim() > 0 and \
-                            value.shape != param.shape:
-                        rows.append((tag + 'state', f'{names.get(id(param), "?")} ({key})',
-                                     _shape(value.shape), _shape(param.shape)))
-    if rows:
-        table = format_table(rows)
-        raise OptimizerStateError(
-            f'the optimizer state in {source!r} does not fit the optimizer of this run '
-            f'({len(rows)} differences; the model column is the parameter\'s shape)',
-            [*table, 'resume with the config the checkpoint was written with, or start a new '
-             f'run from its weights only with load_from={source!r} (the optimizer starts '
-             'afresh)'], source=source, table=table)
-
-
-class StrictPretrainedInit(PretrainedInit):
-    """mmengine's ``Pretrained`` initializer, strict: registered under the name
-    ``'Pretrained'`` by :func:`install_strict_pretrained_init`.
-
-    ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=None)`` reads the file as
-    mmengine does (its checkpoint loaders, so beitlab's safe local loader, ``.safetensors``
-    included), takes the weights with the module's names
-    (:func:`beitlab.checkpoint.model_state.read_model_state`: the one unwrap rule, an official
-    ``{'model': ...}`` file or another registered layout converted to beitlab's names;
-    ``prefix`` keeps the keys under it, stripped, otherwise a leading ``module.`` is
-    stripped; ``meta['backbone']`` checked with ``prefix='backbone.'``) and loads them with
-    :func:`load_state_dict_strict`. An official file loads into a backbone with
-    ``prefix='backbone.'``.
-
-    Args:
-        checkpoint, prefix, map_location: as mmengine's ``PretrainedInit``.
-        allow_missing, allow_unexpected, allow_shape_mismatch: key patterns (module names,
-            after ``prefix`` is stripped) of differences that may pass, e.g.
-            ``allow_unexpected=['fc.*']`` for a torchvision ImageNet classifier loaded into a
-            detection backbone.
-    """
-
-    def __init__(self, checkpoint: str, prefix: Optional[str] = None, map_location: str = 'cpu',
-                 allow_missing: Optional[Patterns] = None,
-                 allow_unexpected: Optional[Patterns] = None,
-                 allow_shape_mismatch: Optional[Patterns] = None) -> None:
-        super().__init__(checkpoint, prefix=prefix, map_location=map_location)
-        self.allowance = Allowance.from_lists(allow_missing, allow_unexpected,
-                                              allow_shape_mismatch, where='init_cfg allow')
-
-    def __call__(self, module: nn.Module) -> None:
-        from mmengine.runner.checkpoint import _load_checkpoint
-
-        from beitlab.checkpoint.model_state import read_model_state
-        print_log(f'load {self.prefix or "model"} from: {self.checkpoint} (strict)',
-                  logger='current')
-        checkpoint = _load_checkpoint(self.checkpoint, map_location=self.map_location)
-        if not isinstance(checkpoint, Mapping):
-            raise TypeError(f'init_cfg Pretrained: {self.checkpoint!r} holds no state dict '
-                            f'(got {type(checkpoint).__name__})')
-        prefix = self.prefix
-        if prefix and not prefix.endswith('.'):
-            prefix += '.'
-        state = read_model_state(checkpoint, module, prefix or None,
-                                 source=f'init_cfg Pretrained {self.checkpoint!r}').state
-        if not prefix:
-            state = OrderedDict((re.sub(r'^module\.', '', k), v) for k, v in state.items())
-        a = self.allowance
-        load_state_dict_strict(
-            module, state, self.checkpoint, a.missing, a.unexpected, a.shape_mismatch,
-            allow_hint=AllowHint("init_cfg=dict(type='Pretrained', checkpoint=..., {})",
-                                 ('allow_missing', 'allow_unexpected', 'allow_shape_mismatch')))
-        if hasattr(module, '_params_init_info'):
-            update_init_info(module, init_info=self._get_init_info())
-
-    def _get_init_info(self) -> str:
-        return f'{type(self).__name__}: load from {self.checkpoint}'
-
-
-def install_strict_pretrained_init() -> None:
-    """Bind ``'Pretrained'`` in mmengine's ``WEIGHT_INITIALIZERS`` to
-    :class:`StrictPretrainedInit` (``force=True``; idempotent).
-
-    Why the override rather than a new name: ``init_cfg=dict(type='Pretrained')`` is how
-    every OpenMMLab config (beitlab's, mmseg's, mmdet's, and the ones users bring) loads
-    weights into a part of a model; mmengine's initializer loads with ``strict=False`` and
-    has no option to change it. mmseg and mmdet build initializers from child registries of
-    mmengine's root ``WEIGHT_INITIALIZERS`` that do not define ``'Pretrained'`` themselves, so
-    rebinding the root entry makes every such config strict in a beitlab process, and
-    ``BaseModule.init_weights`` still recognises the name (it applies ``'Pretrained'`` after
-    the children's own init). A new name would leave every existing config loose. Called by
-    :func:`beitlab.utils.register_all_modules`, like the safe checkpoint loader.
-    """
-    from mmengine.registry import WEIGHT_INITIALIZERS
-    if WEIGHT_INITIALIZERS.module_dict.get('Pretrained') is not StrictPretrainedInit:
-        WEIGHT_INITIALIZERS.register_module(name='Pretrained', module=StrictPretrainedInit,
-                                            force=True)

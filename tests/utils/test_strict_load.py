@@ -13,18 +13,17 @@ from mmengine.registry import DefaultScope
 from torch import nn
 
 from beitlab.checkpoint.pretrained import load_pretrained_backbone
+from beitlab.checkpoint.pretrained_init import StrictPretrainedInit
 from beitlab.models.backbones.beit_vit import BEiTViT
 from beitlab.models.tokenizers.base import TokenizerCheckpointMismatchError
 from beitlab.models.tokenizers.dvae import DVAE
 from beitlab.utils import register_all_modules
 from beitlab.utils.cli import hint_lines, one_line_message
+from beitlab.utils.optimizer_state import OptimizerStateError, check_optimizer_state
 from beitlab.utils.strict_load import (
     MAX_TABLE_ROWS,
     Allowance,
-    OptimizerStateError,
     StrictLoadError,
-    StrictPretrainedInit,
-    check_optimizer_state,
     load_state_dict_strict,
 )
 
