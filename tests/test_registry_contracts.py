@@ -799,6 +799,8 @@ ROWS: Dict[str, Dict[str, Row]] = {
                                 check_model_transform_hook(_attr('_beitlab_channels_last'))),
         'CompileHook': Row(dict(modules='backbone.blocks', backend='eager'),
                            check_model_transform_hook(_attr('_compiled_call_impl'))),
+        'CompiledLossHook': Row(dict(backend='eager'),
+                                check_model_transform_hook(_attr('_beitlab_compiled_loss'))),
         'AtomicCheckpointHook': Row(dict(interval=1, by_epoch=False, max_keep_ckpts=1, verify='load'),
                                     check_atomic_checkpoint),
         'CorruptImageReportHook': Row(dict(), check_corrupt_image_report),

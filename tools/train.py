@@ -2,12 +2,14 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT] | --auto-resume] [--amp]
                                  [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
-                                 [--no-flush-denormal]
+                                 [--fast] [--no-flush-denormal]
 
 ``--resume`` without a value and ``--auto-resume`` continue from the newest intact
 checkpoint of the work dir (``beitlab.utils.find_resume_checkpoint``); see
 ``docs/reliability.md``. Flush-to-zero is set in every CPU thread before anything is
 computed (``beitlab.utils.denormals``; ``--no-flush-denormal`` keeps IEEE subnormals).
+``--fast`` (or the config key ``fast_path = True``) switches the fast path on
+(``beitlab/engine/fast_path.py``; ``docs/performance.md``).
 """
 import argparse
 import os.path as osp
@@ -19,6 +21,7 @@ from mmengine.config import Config
 # The repository root, so that configs can ``custom_imports`` modules of projects/.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from beitlab.engine.fast_path import apply_fast_path  # noqa: E402
 from beitlab.engine.runner import BeitlabRunner  # noqa: E402
 from beitlab.utils import prepare_config, register_all_modules, shutdown_distributed  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
@@ -46,6 +49,10 @@ def parse_args() -> argparse.Namespace:
                         'use_tensorboard = True does the same')
     parser.add_argument('--amp', action='store_true', help='mixed precision training '
                         '(float16 on CUDA, bfloat16 on CPU)')
+    parser.add_argument('--fast', action='store_true',
+                        help='the fast path (bf16 autocast, fused AdamW, bf16 tokenizer, exact '
+                        'mask counts, the BEiT loss compiled as one function); the config key '
+                        'fast_path = True does the same, --cfg-options fast_path=False turns it off')
     add_runner_args(parser,
                     'directory for logs and checkpoints (default: ./work_dirs/<config name>)')
     return parser.parse_args()
@@ -118,12 +125,15 @@ def main() -> None:
 
     if args.amp:
         enable_amp(cfg)
+    fast_path = apply_fast_path(cfg, args.fast)
 
     fresh_start = apply_resume(cfg, args)
 
     prepare_config(cfg)
     runner = BeitlabRunner.from_cfg(cfg)
     flush_denormal.log(runner.logger)
+    if fast_path:
+        runner.logger.info(f'fast path: {", ".join(fast_path)}')
     if fresh_start:
         runner.logger.info(fresh_start)
     with named_distributed_errors():

@@ -5,9 +5,15 @@ one category: by its own name when the name says what it is (``aten::addmm`` is 
 ``aten::_to_copy`` a cast), otherwise by the nearest enclosing operator or autograd node
 that does (the ``aten::t`` inside ``aten::linear`` or ``AddmmBackward0`` is matmul work).
 Everything inside the optimizer's ``record_function`` scopes (``Optimizer.step#...``,
-``Optimizer.zero_grad#...``) is ``optimizer``. Python, the dispatcher and the autograd
-engine are what no operator accounts for: the step's wall time minus the sum of the
-operators' self times (the profiler's own per-operator cost lands there too).
+``Optimizer.zero_grad#...``) is ``optimizer``. The kernels inductor generates for a
+``torch.compile``d graph (``graph_0_cpp_fused_...``: fused element-wise work, norms,
+softmax, casts) are ``compiled kernels``; the profiler sees them only when they were compiled
+with ``torch._inductor.config.cpp.enable_kernel_profile = True``
+(``TORCHINDUCTOR_CPP_ENABLE_KERNEL_PROFILE=1``), otherwise their time is in ``Python and
+dispatcher``. The matrix products of a compiled graph are ordinary ``aten`` operators.
+Python, the dispatcher and the autograd engine are what no operator accounts for: the
+step's wall time minus the sum of the operators' self times (the profiler's own
+per-operator cost lands there too).
 
 Host (CPU) time only: on CUDA the kernels run asynchronously and their time shows up
 where the host waits for them.
@@ -18,11 +24,12 @@ from typing import Any, Callable, Iterable, Optional
 
 from .benchmark import format_table, synchronize
 
-__all__ = ['CATEGORIES', 'op_category', 'categorize_events', 'profile_step', 'profile_table']
+__all__ = ['CATEGORIES', 'COMPILED', 'op_category', 'categorize_events', 'profile_step', 'profile_table']
 
 PYTHON = 'Python and dispatcher'
+COMPILED = 'compiled kernels'
 CATEGORIES = ('matmuls', 'attention', 'convolutions', 'norms and activations',
-              'casts and copies', 'optimizer', 'other ops', PYTHON)
+              'casts and copies', 'optimizer', COMPILED, 'other ops', PYTHON)
 
 # Normalised names (namespace dropped, lower case, no underscores, no Backward suffix).
 _MATMUL = {'mm', 'bmm', 'addmm', 'addbmm', 'baddbmm', 'matmul', 'linear', 'addmmactivation',
@@ -35,6 +42,8 @@ _NORM_ACTIVATION = ('layernorm', 'nativelayernorm', 'groupnorm', 'nativegroupnor
 _OPTIMIZER = ('foreach', 'fusedadam', 'fusedsgd', 'lerp', 'addcmul', 'addcdiv')
 _OPTIMIZER_SCOPES = ('Optimizer.step#', 'Optimizer.zero_grad#')
 _NOT_OPS = ('autograd::', 'torch::autograd::', 'profiler::')
+# inductor's C++ kernel names (cpp_fused_<ops>_<n>), with the graph prefix the profiler adds
+_COMPILED_KERNEL = re.compile(r'^(graph_\d+_)?cpp_fused_')
 
 
 def _normalise(name: str) -> str:
@@ -45,6 +54,8 @@ def _normalise(name: str) -> str:
 def op_category(name: str) -> Optional[str]:
     """The category an operator or autograd node name says, or None when it says none
     (views, allocations, element-wise arithmetic)."""
+    if _COMPILED_KERNEL.match(name):
+        return COMPILED
     base = _normalise(name)
     if base in _MATMUL:
         return 'matmuls'
@@ -63,6 +74,8 @@ def op_category(name: str) -> Optional[str]:
 
 
 def _is_op(event: Any) -> bool:
+    if _COMPILED_KERNEL.match(event.name):
+        return True
     return (not getattr(event, 'is_user_annotation', False) and '::' in event.name
             and not event.name.startswith(_NOT_OPS))
 

@@ -97,3 +97,23 @@ def test_peer_script_matches_parameter_counts(tmp_path):
     res = json.loads(out.read_text())
     assert set(res['frameworks']) == {'beitlab', 'transformers'}
     assert res['speedup_vs_transformers'] > 0 and 'speed-up' in proc.stdout
+
+
+def test_benchmark_tool_fast_path(tmp_path, data_root):
+    """--fast measures the config as tools/train.py --fast trains it (compiling left out here:
+    tests/engine/test_fast_path.py checks the compiled loss)."""
+    out = tmp_path / 'bench_fast.json'
+    proc = run_tool('analysis_tools/benchmark.py', CONFIG, '--iters', '1', '--warmup', '1',
+                    '--batch-size', '2', '--matmul-size', '128', '--fast', '--phases', 'model',
+                    '--out', out, '--cfg-options', f'train_dataloader.dataset.data_root={data_root}',
+                    'fast_path.compile=False')
+    res = json.loads(out.read_text())
+    from beitlab.engine.fast_path import bf16_supported
+    if bf16_supported('cpu'):
+        assert res['optim_wrapper'] == 'beitlab.AutocastOptimWrapper' and res['amp'] == 'bf16'
+        assert 'fast path: bf16 autocast' in proc.stdout
+    else:
+        assert 'bf16 skipped: this CPU has no native bfloat16' in res['fast_path']
+    assert 'fused AdamW' in res['fast_path'] and 'bf16 tokenizer' in res['fast_path']
+    assert not any('compiled' in change for change in res['fast_path'])
+    assert res['model_flops']['flops_per_step'] > 0

@@ -28,6 +28,8 @@ from beitlab.utils.step_profile import (
     ('ToCopyBackward0', 'casts and copies'),
     ('aten::_foreach_lerp_', 'optimizer'), ('aten::_fused_adamw_', 'optimizer'),
     ('aten::addcmul_', 'optimizer'),
+    ('graph_0_cpp_fused__to_copy_gelu_view_6', 'compiled kernels'),
+    ('cpp_fused_native_layer_norm_0', 'compiled kernels'),
     ('aten::log_softmax', None), ('aten::add', None), ('aten::view', None), ('aten::t', None),
 ])
 def test_op_category(name: str, category) -> None:
@@ -91,3 +93,15 @@ def test_categorize_events_inherits_and_keeps_one_thread() -> None:
     assert ms['other ops'] == pytest.approx(0.011)
     # 1 ms of wall time minus the operators' self times (annotations and nodes are not ops)
     assert ms[PYTHON] == pytest.approx(1.0 - 0.921)
+
+
+def test_compiled_kernels_count_even_as_annotations() -> None:
+    """inductor's kernels reach the profiler as record_function scopes inside the graph call;
+    they are operator time ('compiled kernels'), the graph call itself is not."""
+    call = _Event('## Call CompiledFxGraph fabc ##', 5, annotation=True)
+    events = [call, _Event('graph_0_cpp_fused_gelu_view_2', 200, call, annotation=True),
+              _Event('aten::mm', 300, call)]
+    ms = {c['category']: c['ms'] for c in categorize_events(events, wall_s=0.001)['categories']}
+    assert ms['compiled kernels'] == pytest.approx(0.2)
+    assert ms['matmuls'] == pytest.approx(0.3)
+    assert ms[PYTHON] == pytest.approx(0.5)

@@ -2,7 +2,7 @@
 
     python tools/analysis_tools/benchmark.py CONFIG [--iters 30] [--warmup 3]
         [--batch-size B] [--amp bf16] [--device cpu|cuda] [--out result.json]
-        [--phases data,train,model,infer] [--compile] [--checkpoint-blocks]
+        [--phases data,train,model,infer] [--fast] [--compile] [--checkpoint-blocks]
         [--profile] [--no-flush-denormal] [--cfg-options k=v ...]
 
 Phases (each reported as images/s from the median iteration, plus peak memory):
@@ -22,8 +22,15 @@ first 10 (after the warm-up; half of them each below 20 iterations), flagged bey
 a step that slows down as the run goes on (subnormals without flush-to-zero, a
 neighbour's load) shows there and not in the median. ``--profile`` runs one more model
 step (the train step when ``model`` is not measured) under ``torch.profiler`` and prints
-its time by category (``beitlab.utils.step_profile``). Flush-to-zero is set in every CPU
-thread first, as in ``tools/train.py`` (``--no-flush-denormal`` to compare without).
+its time by category (``beitlab.utils.step_profile``; with ``--profile`` the kernels of a
+compiled graph are built with inductor's kernel profiling, so they appear as ``compiled
+kernels``). Flush-to-zero is set in every CPU thread first, as in ``tools/train.py``
+(``--no-flush-denormal`` to compare without).
+
+Fast path: a config with ``fast_path = True`` (or ``--fast``) is measured with its pieces on,
+as ``tools/train.py`` trains it (``beitlab/engine/fast_path.py``);
+``--cfg-options fast_path=False`` measures the same config without them. FLOPs are counted on
+the eager loss (the same arithmetic; the counter does not see inside a compiled graph).
 """
 import argparse
 import json
@@ -44,9 +51,12 @@ from mmengine.runner import Runner
 # The repository root, so that beitlab imports from this checkout.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from beitlab.engine.compiled_loss import suspend_compiled_loss  # noqa: E402
+from beitlab.engine.fast_path import apply_fast_path  # noqa: E402
 from beitlab.engine.hooks.activation_checkpoint_hook import ActivationCheckpointHook  # noqa: E402
 from beitlab.engine.hooks.channels_last_hook import ChannelsLastHook  # noqa: E402
 from beitlab.engine.hooks.compile_hook import CompileHook  # noqa: E402
+from beitlab.engine.hooks.compiled_loss_hook import CompiledLossHook  # noqa: E402
 from beitlab.registry import HOOKS, MODELS  # noqa: E402
 from beitlab.utils.benchmark import (  # noqa: E402
     PhaseResult,
@@ -81,6 +91,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help=f'comma-separated subset of {",".join(PHASES)}')
     parser.add_argument('--infer-mode', default='tensor',
                         help="forward mode of the inference phase ('tensor' or 'predict')")
+    parser.add_argument('--fast', action='store_true',
+                        help='the fast path (beitlab/engine/fast_path.py), as the config key '
+                        'fast_path = True: bf16 autocast, fused AdamW, bf16 tokenizer, exact '
+                        'mask counts, the BEiT loss compiled as one function')
     parser.add_argument('--compile', action='store_true',
                         help='torch.compile every backbone block (CompileHook) before timing')
     parser.add_argument('--checkpoint-blocks', action='store_true',
@@ -163,8 +177,10 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.model.target_generator.bf16 = True
     if args.fused_optimizer:
         cfg.optim_wrapper.optimizer.fused = True
+    args.fast_path_changes = apply_fast_path(cfg, args.fast, args.device)
     ow_cfg = cfg.optim_wrapper
-    if args.amp == 'none' and ow_cfg.get('type') in ('AutocastOptimWrapper', 'AmpOptimWrapper') \
+    if args.amp == 'none' and str(ow_cfg.get('type')).split('.')[-1] in (
+            'AutocastOptimWrapper', 'AmpOptimWrapper') \
             and str(ow_cfg.get('dtype', '')) in ('bfloat16', 'torch.bfloat16'):
         args.amp = 'bf16'  # the config itself autocasts: compare with the bf16 matmul rate
     if args.amp == 'bf16':
@@ -224,6 +240,8 @@ def build_model(cfg: Config, args: argparse.Namespace, device: torch.device):
         if isinstance(h, (ActivationCheckpointHook, ChannelsLastHook, CompileHook)):
             h.apply(model)
             applied.append(type(h).__name__)
+        elif isinstance(h, CompiledLossHook) and h.apply(model) is not None:
+            applied.append(type(h).__name__)
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     return model, optim_wrapper, applied
 
@@ -252,7 +270,8 @@ def _model_phases(args, cfg, device, batches, batch_size, results):
             'model', lambda: train_step(preloaded[next(counter) % len(preloaded)]),
             iters=args.iters, warmup=args.warmup, images_per_iter=batch_size, device=device)
         if not args.no_flops:
-            flops = count_flops(lambda: train_step(preloaded[0]))
+            with suspend_compiled_loss(model):
+                flops = count_flops(lambda: train_step(preloaded[0]))
     matmul_after = measure_matmul_rate(device, mm_dtype, args.matmul_size)
     matmul = dict(matmul_after, before=matmul_before['flops_per_s'],
                   after=matmul_after['flops_per_s'],
@@ -301,6 +320,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     flush_denormal = setup_flush_denormal(args.flush_denormal)
+    if args.profile:
+        # must hold when the kernels are generated: compiled kernels visible to the profiler
+        import torch._inductor.config as inductor_config
+        inductor_config.cpp.enable_kernel_profile = True
     register_all_modules()
     # the optimizer constructor logs one line per parameter at INFO
     MMLogger.get_instance('mmengine').setLevel('WARNING')
@@ -335,6 +358,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = dict(
         config=args.config, device=str(device), batch_size=batch_size, amp=args.amp,
         iters=args.iters, warmup=args.warmup, applied_hooks=applied,
+        fast_path=args.fast_path_changes,
         optim_wrapper=cfg.optim_wrapper.get('type', 'OptimWrapper'),
         machine=machine_info(device), matmul=matmul,
         phases={k: v.to_dict() for k, v in results.items()},
@@ -404,6 +428,7 @@ def summary_table(result: dict[str, Any]) -> str:
     lines = [
         f"config {result['config']}  device {result['device']}  batch {result['batch_size']}  "
         f"amp {result['amp']}  hooks {result['applied_hooks'] or '-'}",
+        f"fast path: {', '.join(result['fast_path'])}" if result.get('fast_path') else '',
         f"machine {result['machine']['cpu']} ({result['machine']['torch_threads']} threads), "
         f"torch {result['machine']['torch']}, load {result['loadavg_start']} -> "
         f"{result['loadavg_end']}",
