@@ -10,6 +10,7 @@ contract test (``tests/test_registry_contracts.py``) builds every entry of every
 ``tests/test_registry.py`` checks that every entry is documented.
 """
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import FUNCTIONS as MMENGINE_FUNCTIONS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
@@ -25,7 +26,7 @@ from mmengine.registry import Registry
 
 __all__ = [
     'MODELS', 'TOKENIZERS', 'TARGET_GENERATORS', 'MASK_GENERATORS', 'DATASETS',
-    'TRANSFORMS', 'METRICS', 'HOOKS', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
+    'TRANSFORMS', 'FUNCTIONS', 'METRICS', 'HOOKS', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
     'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'MODEL_WRAPPERS', 'VISUALIZERS', 'VISBACKENDS',
     'ALL_REGISTRIES'
 ]
@@ -78,11 +79,18 @@ patches and the visual tokens; ``num_patches`` and ``input_size`` are attributes
 
 DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='beitlab')
 DATASETS.__doc__ = """Datasets: mmengine ``BaseDataset`` subclasses whose ``load_data_list()``
-returns dicts with at least ``img_path`` (and ``gt_label: int`` when labelled)."""
+returns dicts with at least ``img_path`` (and ``gt_label: int`` when labelled); a dataset that
+holds its images in memory gives ``img`` ([H, W, 3] uint8, BGR as decoded) from
+``get_data_info(i)`` instead, and its pipeline starts after the loading step."""
 
 TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='beitlab')
 TRANSFORMS.__doc__ = """Data transforms: ``transform(results: dict) -> dict | None``
 (mmcv ``BaseTransform``)."""
+
+FUNCTIONS = Registry('function', parent=MMENGINE_FUNCTIONS, scope='beitlab')
+FUNCTIONS.__doc__ = """Functions a config names by ``type`` without building an object: the
+dataloader's ``collate_fn`` (``fn(data_batch: list of samples) -> batch``, as mmengine's
+``default_collate``; mmengine's own are found through the parent)."""
 
 METRICS = Registry('metric', parent=MMENGINE_METRICS, scope='beitlab')
 METRICS.__doc__ = """Metrics: mmengine ``BaseMetric``; ``process(data_batch, data_samples)`` then
@@ -129,6 +137,7 @@ ALL_REGISTRIES = {
     'mask_generators': MASK_GENERATORS,
     'datasets': DATASETS,
     'transforms': TRANSFORMS,
+    'functions': FUNCTIONS,
     'metrics': METRICS,
     'hooks': HOOKS,
     'optimizers': OPTIMIZERS,

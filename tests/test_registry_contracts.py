@@ -8,6 +8,7 @@ metrics on tiny predictions with known values, hooks on a runner-like object, an
 An entry without a row fails, naming itself: a new component adds its row here.
 """
 import contextlib
+import copy
 import math
 import os
 import uuid
@@ -34,7 +35,7 @@ from torch import nn
 
 from beitlab.registry import ALL_REGISTRIES
 from beitlab.utils import register_all_modules
-from tests.tools_helpers import REPO_ROOT
+from tests.tools_helpers import FASHION_MNIST_SUBSET, REPO_ROOT
 
 register_all_modules()
 
@@ -400,6 +401,17 @@ def sample() -> dict:
                 gt_label=1)
 
 
+def check_in_memory_dataset(ds: Any, tmp_path: Path) -> None:
+    """Images in memory: ``img`` [H, W, 3] uint8 (a new array per call) and int labels."""
+    assert len(ds) == 8
+    infos = [ds.get_data_info(i) for i in range(len(ds))]
+    assert all(info['img'].shape == (28, 28, 3) and info['img'].dtype == np.uint8 for info in infos)
+    assert all(isinstance(info['gt_label'], int) for info in infos)
+    assert ds.get_data_info(0)['img'] is not infos[0]['img']
+    item = ds[0]
+    assert item['inputs'].shape == (3, 28, 28) and item['inputs'].dtype == torch.uint8
+
+
 def check_image_transform(shape: Optional[Tuple[int, ...]] = None, changes: bool = True) -> Callable:
     """Output dict with an ``img`` uint8 of ``shape`` (default: unchanged)."""
     def check(t: Callable, tmp_path: Path) -> None:
@@ -456,6 +468,24 @@ def check_pack_two_view(t: Callable, tmp_path: Path) -> None:
     assert vit_view.shape == (3, IMG, IMG) and tok_view.shape == (3, 8, 8)
     assert out['data_samples'].mask.dtype == torch.bool
     assert torch.equal(out['data_samples'].mask, masks()[0])
+
+
+def check_mim_collate(collate: Callable, tmp_path: Path) -> None:
+    """``default_collate``'s batch, with the masks in one storage (one shared-memory segment
+    when a worker sends the batch)."""
+    pack = ALL_REGISTRIES['transforms'].build(dict(type='PackTwoViewInputs'))
+    items = [pack(dict(sample(), img=uint8_image(IMG, IMG, s), img_tok=uint8_image(8, 8, s),
+                       mask=masks(s)[0].numpy())) for s in range(B)]
+    from mmengine.dataset import default_collate
+    ref = default_collate(copy.deepcopy(items))
+    out = collate(items)
+    assert [v.shape for v in out['inputs']] == [(B, 3, IMG, IMG), (B, 3, 8, 8)]
+    for a, b in zip(out['inputs'], ref['inputs']):
+        assert torch.equal(a, b)
+    got = [s.mask for s in out['data_samples']]
+    assert all(m.dtype == torch.bool and m.shape == (GRID, GRID) for m in got)
+    assert all(torch.equal(m, r.mask) for m, r in zip(got, ref['data_samples']))
+    assert len({m.untyped_storage().data_ptr() for m in got}) == 1
 
 
 # -- metrics
@@ -774,6 +804,9 @@ ROWS: Dict[str, Dict[str, Row]] = {
                                          pipeline=[dict(type='LoadImageChecked'),
                                                    dict(type='PackImageInputs')]),
                                     check_dataset(labelled=True)),
+        'FashionMNISTDataset': Row(dict(data_root=str(FASHION_MNIST_SUBSET), num_samples=8,
+                                        pipeline=[dict(type='PackImageInputs')]),
+                                   check_in_memory_dataset),
     },
     'transforms': {
         'LoadImageChecked': Row(dict(skip_corrupt=True), check_load_image),
@@ -787,6 +820,9 @@ ROWS: Dict[str, Dict[str, Row]] = {
                                                      mask_ratio=0.5)), check_generate_mask),
         'PackImageInputs': Row(dict(), check_pack_image),
         'PackTwoViewInputs': Row(dict(), check_pack_two_view),
+    },
+    'functions': {
+        'mim_collate': Row(dict(), check_mim_collate),
     },
     'metrics': {
         'Accuracy': Row(dict(topk=(1, 2)), check_accuracy),
@@ -854,8 +890,12 @@ def test_entry_honours_its_registry_contract(key: str, name: str, tmp_path: Path
     with DefaultScope.overwrite_default_scope('beitlab'), context:
         args = row.args() if callable(row.args) else row.args
         torch.manual_seed(0)
-        obj = ALL_REGISTRIES[key].build(dict(type=name, **args))
-        assert type(obj).__name__ == name
+        if key == 'functions':  # a config names a function; nothing is built
+            obj = ALL_REGISTRIES[key].get(name)
+            assert obj.__name__ == name and not args
+        else:
+            obj = ALL_REGISTRIES[key].build(dict(type=name, **args))
+            assert type(obj).__name__ == name
         row.check(obj, tmp_path)
 
 

@@ -21,15 +21,34 @@ def _adjust_hue(img: np.ndarray, hue_factor: float) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
 
 
+def _adjust_contrast(img: np.ndarray, factor: float) -> np.ndarray:
+    """``mmcv.adjust_contrast`` (its cv2 arithmetic), the same values without its histogram.
+
+    mmcv blends the image with its mean grey level, ``round(sum(gray) / sum(hist))`` where
+    the 256-bin histogram over [0, 255] of a uint8 image counts every pixel, i.e.
+    ``sum(hist) == gray.size``; ``np.histogram`` cost more than the rest of the adjustment
+    on small images (0.09 ms of 0.16 ms per 32 px image). Other backends than cv2 (set with
+    ``mmcv.use_backend``) go to mmcv.
+    """
+    if mmcv.image.io.imread_backend != 'cv2' or img.dtype != np.uint8:
+        return mmcv.adjust_contrast(img, factor)
+    gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    mean = round(np.sum(gray) / gray.size)
+    degenerated = np.full(img.shape, mean, dtype=np.float32)
+    contrasted = cv2.addWeighted(img.astype(np.float32), factor, degenerated, 1 - factor, 0)
+    return np.clip(contrasted, 0, 255).astype(img.dtype)
+
+
 @TRANSFORMS.register_module()
 class ColorJitter(BaseTransform):
     """Random brightness, contrast, saturation (and hue) in random order, like torchvision.
 
     Each factor is drawn uniformly from ``[max(0, 1 - x), 1 + x]`` (hue: ``[-x, x]``) and
     the enabled adjustments are applied in a random permutation. Brightness, contrast and
-    saturation use ``mmcv.image.adjust_brightness/adjust_contrast/adjust_color``, which
-    expect BGR (mmcv's decoding order; ``LoadImageChecked`` gives BGR). Official BEiT
-    pre-training uses ``brightness = contrast = saturation = 0.4`` and no hue jitter.
+    saturation use ``mmcv.image.adjust_brightness/adjust_contrast/adjust_color`` (contrast
+    through :func:`_adjust_contrast`, the same values faster), which expect BGR (mmcv's
+    decoding order; ``LoadImageChecked`` gives BGR). Official BEiT pre-training uses
+    ``brightness = contrast = saturation = 0.4`` and no hue jitter.
 
     Args:
         brightness, contrast, saturation: jitter strengths (>= 0).
@@ -62,7 +81,7 @@ class ColorJitter(BaseTransform):
         if self.brightness > 0:
             ops.append(lambda x: mmcv.adjust_brightness(x, self._factor(self.brightness)))
         if self.contrast > 0:
-            ops.append(lambda x: mmcv.adjust_contrast(x, self._factor(self.contrast)))
+            ops.append(lambda x: _adjust_contrast(x, self._factor(self.contrast)))
         if self.saturation > 0:
             ops.append(lambda x: mmcv.adjust_color(x, self._factor(self.saturation)))
         if self.hue > 0:

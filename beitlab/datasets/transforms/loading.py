@@ -29,6 +29,10 @@ class LoadImageChecked(BaseTransform):
     included), read through :attr:`num_skipped` and reported and reset at the end of each
     epoch by ``CorruptImageReportHook``.
 
+    An item that already holds its image (``img`` and no ``img_path``: a dataset that keeps
+    decoded images in memory, e.g. ``FashionMNISTDataset``) passes unchanged, so one pipeline
+    serves image files and in-memory images alike.
+
     Args:
         color_type: mmcv colour type: 'color' (3 channels, grayscale files replicated),
             'grayscale' or 'unchanged'.
@@ -74,6 +78,8 @@ class LoadImageChecked(BaseTransform):
         return img
 
     def transform(self, results: dict) -> Optional[dict]:
+        if 'img_path' not in results and isinstance(results.get('img'), np.ndarray):
+            return results  # decoded already (an in-memory dataset)
         path = results['img_path']
         try:
             img = self._read(path)

@@ -109,3 +109,21 @@ def test_generate_mask_pack_collate_and_preprocess():
         torch.testing.assert_close(img_vit, expected_vit)
         torch.testing.assert_close(img_tok, raw_tok.flip(1) / 255.)
         assert len(data['data_samples']) == 3
+
+
+def test_color_jitter_contrast_equals_mmcv_adjust_contrast():
+    """ColorJitter's contrast skips mmcv's histogram (it only counts the pixels); the values
+    must stay mmcv's, on colour, grey and constant images of any size."""
+    import mmcv
+
+    from beitlab.datasets.transforms.color_jitter import _adjust_contrast
+    rng = np.random.default_rng(0)
+    for i in range(300):
+        h, w = (int(v) for v in rng.integers(1, 48, 2))
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        if i % 3 == 0:
+            img = np.repeat(img[..., :1], 3, axis=2)
+        if i % 7 == 0:
+            img[:] = rng.integers(0, 256)
+        factor = float(rng.uniform(0, 2))
+        np.testing.assert_array_equal(_adjust_contrast(img, factor), mmcv.adjust_contrast(img, factor))
