@@ -67,7 +67,7 @@ mkdir -p checkpoints
     checkpoints/beit_fashion-mnist.pth --force
 "$PY" tools/visualization/vis_mim.py configs/beit/beit_vit-fmnist_fashion-mnist.py \
     checkpoints/beit_fashion-mnist.pth --out work_dirs/demo/beit_mim.png \
-    --num-images 8 --ann-file meta/val.txt --img-prefix val
+    --num-images 8 --cfg-options train_dataloader.dataset.split=test
 # the newest run's log (a rerun adds a new timestamped folder)
 LOG="$(ls -t work_dirs/demo/beit/*/*.log | head -n 1)"
 grep -h "Iter(train)" "$LOG" | sed -n '1p;5p;10p;15p;20p'

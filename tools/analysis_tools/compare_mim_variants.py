@@ -62,7 +62,9 @@ _LOCK = threading.Lock()
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--data-root', default='data/fashion_mnist')
+    p.add_argument('--data-root', default='data/fashion_mnist',
+                   help='the ImageNet-style folder (tokenizers, fine-tuning, test); MIM '
+                   'pre-training reads the idx files ($BEITLAB_FASHION_MNIST_ROOT)')
     p.add_argument('--work-dir', default='work_dirs/compare_mim')
     p.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument('--pretrain-iters', type=int, default=300)
@@ -116,10 +118,12 @@ def train(args: argparse.Namespace, name: str, config: str, iters: int, batch: i
     ckpt = osp.join(work, f'iter_{iters}.pth')
     if osp.isfile(ckpt):
         return ckpt
-    opts = {'train_dataloader.dataset.data_root': osp.abspath(args.data_root),
-            'train_dataloader.batch_size': batch, 'train_dataloader.num_workers': 1,
+    opts = {'train_dataloader.batch_size': batch, 'train_dataloader.num_workers': 1,
             'default_hooks.checkpoint.interval': iters, 'default_hooks.logger.interval': 5,
             **schedule(config, iters), **extra_opts}
+    dataset = Config.fromfile(osp.join(REPO, config)).train_dataloader.dataset
+    if dataset.get('type') != 'FashionMNISTDataset':  # the MIM configs read the idx files
+        opts['train_dataloader.dataset.data_root'] = osp.abspath(args.data_root)
     done = experiments.train(config, work, opts, seed=args.seed, threads=1,
                              extra_args=tool_args(args), log_file=log_file(args, name, 'train'))
     record(args, dict(kind='train', name=name, iters=iters, batch=batch,
