@@ -117,3 +117,18 @@ def test_benchmark_tool_fast_path(tmp_path, data_root):
     assert 'fused AdamW' in res['fast_path'] and 'bf16 tokenizer' in res['fast_path']
     assert not any('compiled' in change for change in res['fast_path'])
     assert res['model_flops']['flops_per_step'] > 0
+
+
+def test_benchmark_fast_path_alternates_the_variants(tmp_path):
+    out = tmp_path / 'ladder.json'
+    proc = run_tool('analysis_tools/benchmark_fast_path.py', CONFIG, '--variants',
+                    'fp32,fused_optimizer,bf16+fused_optimizer', '--iters', '2', '--warmup', '1',
+                    '--batch-size', '2', '--out', out)
+    res = json.loads(out.read_text())
+    assert [r['variant'] for r in res['rows']] == ['fp32', 'fused_optimizer', 'bf16+fused_optimizer']
+    assert all(r['median_s'] > 0 and r['images_per_s'] > 0 for r in res['rows'])
+    assert res['rows'][0]['vs_previous'] is None and res['rows'][1]['vs_previous'] > 0
+    assert res['batch_size'] == 2 and res['cpu'] and 'vs previous' in proc.stdout
+    bad = run_tool('analysis_tools/benchmark_fast_path.py', CONFIG, '--variants', 'fp32,bf17',
+                   check=False)
+    assert bad.returncode != 0 and "unknown piece(s) ['bf17']" in bad.stderr
