@@ -31,6 +31,14 @@ model = dict(
     data_preprocessor=dict(type='TwoViewDataPreprocessor', mean=mean, std=std,
                            tok_mean=(0., 0., 0.), tok_std=(255., 255., 255.), to_rgb=True))
 
+# The fast path (beitlab/engine/fast_path.py; docs/performance.md, "Fast path"): bf16 autocast,
+# fused AdamW, the tokenizer in bf16, exactly 24 masked patches per image and the loss
+# (backbone + head + cross-entropy) compiled as one function; with no C++ compiler it warns
+# once and trains eagerly. `--cfg-options fast_path=False` trains as written below (fp32,
+# eager); `--cfg-options fast_path.compile=False` leaves one piece out.
+fast_path = dict(bf16=True, fused_optimizer=True, tokenizer_bf16=True, exact_masks=True,
+                 compile=True)
+
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
