@@ -238,7 +238,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         opt_ours.zero_grad(set_to_none=True)
         loss.backward()
         opt_ours.step()
-        return float(loss)
+        return float(loss.detach())
 
     def step_hf() -> float:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -248,7 +248,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         opt_hf.zero_grad(set_to_none=True)
         loss.backward()
         opt_hf.step()
-        return float(loss)
+        return float(loss.detach())
 
     steps = {'beitlab': step_ours, 'transformers': step_hf}
 
