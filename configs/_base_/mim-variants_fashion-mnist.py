@@ -36,4 +36,8 @@ param_scheduler = [
          by_epoch=False, begin=warmup_iters, end=max_iters),
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
+# The fast path (beitlab/engine/fast_path.py; docs/performance.md, "Fast path"): bf16 autocast
+# and fused AdamW for every variant, exact mask counts where it masks block-wise (BEiT v2); the
+# compiled loss is BEiT's only. `--cfg-options fast_path=False` trains in fp32, eagerly.
+fast_path = True
 # (default_hooks and log_processor are set by each variant config: default_runtime.py owns them)

@@ -68,6 +68,10 @@ test_evaluator = val_evaluator
 # training list). lr 1e-3 at batch 64: BEiT's 4e-3 at 1024 scaled linearly would be 2.5e-4,
 # too low for runs of a few hundred steps (see docs/finetune.md).
 max_iters, warmup_iters = 3000, 300
+# The fast path (beitlab/engine/fast_path.py): bf16 autocast of the training step and fused
+# AdamW (evaluation stays fp32; the compiled loss and exact masks belong to pre-training and
+# do not apply). `--cfg-options fast_path=False` fine-tunes in fp32.
+fast_path = True
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05, betas=(0.9, 0.999), eps=1e-8),

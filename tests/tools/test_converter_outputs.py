@@ -81,6 +81,23 @@ def test_dataset_converter_refuses_its_source_and_a_non_empty_output(name, tmp_p
     assert os.listdir(out) == ['mine.txt']
 
 
+def test_publish_half_safetensors_keeps_names_and_loads_back(tmp_path) -> None:
+    from beitlab.checkpoint import load_checkpoint_file
+    tool = load_tool('model_converters', 'publish_mim_checkpoint')
+    src, dst = tmp_path / 'iter_5.pth', tmp_path / 'zoo.safetensors'
+    weight = torch.randn(3, 4)
+    torch.save({'state_dict': {'backbone.w': weight, 'backbone.index': torch.arange(3),
+                               'head.b': torch.ones(2)}, 'meta': {'iter': 5}}, src)
+    tool.main([str(src), str(dst), '--half'])
+    out = load_checkpoint_file(dst)
+    state = out['state_dict']
+    assert sorted(state) == ['backbone.index', 'backbone.w', 'head.b']
+    assert state['backbone.w'].dtype == torch.float16 and state['backbone.index'].dtype == torch.int64
+    assert torch.equal(state['backbone.w'], weight.half())
+    # the file records where it came from by name only (no folder of this machine)
+    assert out['meta'] == {'source': 'iter_5.pth', 'iter': 5}
+
+
 def test_publish_force_replaces_and_the_cli_error_is_one_line(tmp_path) -> None:
     tool = load_tool('model_converters', 'publish_mim_checkpoint')
     src, dst = tmp_path / 'iter_2.pth', tmp_path / 'published.pth'

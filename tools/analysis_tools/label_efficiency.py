@@ -80,6 +80,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--tag', default='',
                    help='name of this pre-trained checkpoint in run keys and the report '
                    '(e.g. iter100), so runs from different checkpoints do not collide')
+    p.add_argument('--keep-checkpoints', action='store_true',
+                   help='keep each run\'s final fine-tuned checkpoint (by default removed '
+                   'after its test: ~40 MB each)')
     p.add_argument('--report-only', action='store_true')
     return p.parse_args()
 
@@ -144,7 +147,7 @@ def one_run(args: argparse.Namespace, cfg: Config, init: str, size: int, seed: i
     metrics = experiments.test(args.config, ckpt, osp.join(work, 'test'), options,
                                threads=args.threads,
                                log_file=osp.join(args.work_dir, f'{key}_test.log')).metrics
-    if osp.exists(ckpt):
+    if osp.exists(ckpt) and not args.keep_checkpoints:
         os.remove(ckpt)  # ~40 MB each; the numbers are what we keep
     return dict(key=key, init=init, size=size, seed=seed, iters=iters, recipe=args.recipe,
                 checkpoint=args.checkpoint if init == 'pretrained' else None, tag=args.tag,
