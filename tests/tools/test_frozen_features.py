@@ -8,6 +8,7 @@ import torch
 from mmengine.config import Config
 
 from beitlab.datasets.fashion_mnist_files import load_fashion_mnist
+from beitlab.evaluation.frozen_features import build_backbone, fashion_mnist_inputs, linear_probe
 from beitlab.utils import register_all_modules
 from tests.tools_helpers import FASHION_MNIST_SUBSET, REPO_ROOT
 
@@ -20,7 +21,7 @@ CONFIG = str(REPO_ROOT / 'configs' / 'beit' / 'beit_vit-fmnist_fashion-mnist.py'
 
 
 def test_inputs_are_the_items_padded_at_the_top_left_and_normalised() -> None:
-    x, y = frozen_features.fashion_mnist_inputs(str(FASHION_MNIST_SUBSET), 'test', [10.] * 3,
+    x, y = fashion_mnist_inputs(str(FASHION_MNIST_SUBSET), 'test', [10.] * 3,
                                                 [2.] * 3, num=7)
     images, labels = load_fashion_mnist(str(FASHION_MNIST_SUBSET), 'test')
     assert x.shape == (7, 3, 32, 32) and torch.equal(y, torch.from_numpy(labels[:7].copy()))
@@ -35,11 +36,11 @@ def test_linear_probe_separates_separable_features_and_not_random_labels() -> No
     centres = 4 * torch.randn(5, 16, generator=g)
     labels = torch.randint(0, 5, (2000,), generator=g)
     feats = centres[labels] + torch.randn(2000, 16, generator=g)
-    acc = frozen_features.linear_probe(feats[:1500], labels[:1500], feats[1500:], labels[1500:],
+    acc = linear_probe(feats[:1500], labels[:1500], feats[1500:], labels[1500:],
                                        epochs=20, seed=0)
     assert acc > 0.95
     shuffled = labels[torch.randperm(2000, generator=g)]
-    chance = frozen_features.linear_probe(feats[:1500], shuffled[:1500], feats[1500:],
+    chance = linear_probe(feats[:1500], shuffled[:1500], feats[1500:],
                                           shuffled[1500:], epochs=20, seed=0)
     assert chance < 0.35
 
@@ -61,7 +62,7 @@ def test_report_for_random_init_and_a_trained_checkpoint(tmp_path, capsys) -> No
     # a checkpoint of this backbone loads and changes the features; one of another shape is
     # refused by the strict loader, naming the differing tensors
     register_all_modules()
-    backbone = frozen_features.build_backbone(Config.fromfile(CONFIG), 'none', 1)
+    backbone = build_backbone(Config.fromfile(CONFIG), 'none', 1)
     ckpt = tmp_path / 'backbone.pth'
     torch.save({'state_dict': {f'backbone.{k}': v for k, v in backbone.state_dict().items()}}, ckpt)
     other = frozen_features.main([CONFIG, str(ckpt), *args])
