@@ -40,7 +40,8 @@ def extract(backbone: nn.Module, x: Tensor, layers: List[int], poolings: Sequenc
         tokens = layer_tokens(backbone, x[start:start + batch_size], layers)
         for layer, t in zip(layers, tokens):
             for pooling in poolings:
-                out.setdefault((layer, pooling), []).append(pool_tokens(t, pooling, extra).float())
+                # clone: a CLS feature is a view of the tokens, which it would keep alive
+                out.setdefault((layer, pooling), []).append(pool_tokens(t, pooling, extra).float().clone())
     return {key: torch.cat(v) for key, v in out.items()}
 
 

@@ -290,7 +290,8 @@ class KNNMonitorHook(Hook):
             x = prep(dict(inputs=list(inputs)), False)['inputs']
             for pooling in self.poolings:
                 for index, f in zip(unique, layer_features(model.backbone, x, unique, pooling)):
-                    feats.setdefault((index, pooling), []).append(f.float().cpu())
+                    # clone: a CLS feature is a view of the layer's tokens, which it would keep alive
+                    feats.setdefault((index, pooling), []).append(f.float().cpu().clone())
             labels.append(lab)
         local = ({key: torch.cat(v) for key, v in feats.items()}, torch.cat(labels))
         if get_dist_info()[1] == 1:
