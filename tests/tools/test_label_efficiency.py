@@ -31,3 +31,38 @@ def test_report_pairs_gaps_by_seed(tmp_path):
     assert '42.00 ± 2.83' in row and '34.00 ± 5.66' in row and '8.00 ± 2.83' in row
     assert '+6.00 / +10.00' in row
     assert (tmp_path / 'r.md').exists()
+
+
+def test_idx_data_picks_the_same_images_as_the_png_folder_and_reaches_the_tool(tmp_path):
+    """--data idx: the subset of a seed is the PNG folder's (same order and labels), passed as
+    FashionMNISTDataset indices, with all test images; the options survive the command line."""
+    import argparse
+
+    from mmengine.config import Config
+
+    from beitlab.datasets.fashion_mnist_files import load_fashion_mnist
+    from beitlab.utils.experiments import cfg_option_words
+    from tests.tools_helpers import FASHION_MNIST_SUBSET
+    args = argparse.Namespace(data='idx', fashion_mnist_root=str(FASHION_MNIST_SUBSET),
+                              data_root='unused', checkpoint='unused.pth', warmup_frac=0.1,
+                              batch_size=8, lr=1e-3, recipe='light', scratch_layer_decay=1.0,
+                              bf16=False)
+    lines = le.training_lines(args)
+    _, labels = load_fashion_mnist(str(FASHION_MNIST_SUBSET), 'train')
+    assert lines == [f'{i} {int(c)}' for i, c in enumerate(labels)]
+    # the folder's list names file i of class c as '<class>/<i:05d>.png c': same picks
+    folder_lines = [f'class{c}/{i:05d}.png {c}' for i, c in enumerate(labels)]
+    picked = le.balanced_subset(lines, 50, seed=3)
+    assert [int(x.split()[0]) for x in picked] == \
+        [int(x.split('/')[1][:5]) for x in le.balanced_subset(folder_lines, 50, seed=3)]
+
+    cfg = Config.fromfile(REPO_ROOT / le.DEFAULT_CONFIG)
+    indices = [int(x.split()[0]) for x in picked]
+    options = le.run_options(args, cfg, 'scratch', 20, le.Subset('unused.txt', indices))
+    train, test = options['train_dataloader.dataset'], options['test_dataloader.dataset']
+    assert train['type'] == test['type'] == 'FashionMNISTDataset' and train['_delete_']
+    assert train['indices'] == indices and (train['split'], test['split']) == ('train', 'test')
+    assert train['pipeline'] == le.LIGHT_TRAIN_PIPELINE
+    cfg.merge_from_dict(options)
+    assert 'ann_file' not in cfg.train_dataloader.dataset
+    assert len(cfg_option_words(options)) == len(options)
