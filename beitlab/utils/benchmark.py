@@ -6,6 +6,7 @@ dependencies: peak CPU memory comes from ``/proc/self/status`` (``VmHWM``), whic
 :class:`torch.utils.flop_counter.FlopCounterMode`, extended with the CPU fused
 attention kernels that it does not know.
 """
+import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 __all__ = [
     'PhaseResult', 'synchronize', 'time_iterations', 'measure_matmul_rate', 'count_flops',
     'peak_rss_bytes', 'reset_peak_rss', 'reset_peak_memory', 'peak_memory_bytes',
-    'format_table', 'step_drift', 'DRIFT_WINDOW', 'DRIFT_TOLERANCE'
+    'format_table', 'step_drift', 'cpu_model', 'DRIFT_WINDOW', 'DRIFT_TOLERANCE'
 ]
 
 # step_drift: the first and last this-many timed iterations, flagged beyond this change.
@@ -184,6 +185,19 @@ def count_flops(fn: Callable[[], Any]) -> dict[str, Any]:
     for op, n in counter.get_flop_counts().get('Global', {}).items():
         by_op[str(op)] = int(n)
     return dict(total=int(counter.get_total_flops()), by_op=by_op)
+
+
+def cpu_model() -> str:
+    """``model name`` from ``/proc/cpuinfo`` (the platform's processor string elsewhere):
+    the CPU every benchmark names with its figures."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or 'unknown'
 
 
 def _read_status_kb(key: str) -> Optional[int]:

@@ -61,6 +61,7 @@ from beitlab.registry import HOOKS, MODELS  # noqa: E402
 from beitlab.utils.benchmark import (  # noqa: E402
     PhaseResult,
     count_flops,
+    cpu_model,
     format_table,
     measure_matmul_rate,
     time_iterations,
@@ -136,22 +137,13 @@ def _loadavg() -> Optional[list[float]]:
         return None
 
 
-def _cpu_model() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown'
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
     """Versions and hardware, written into the JSON next to the figures."""
     import mmengine
     info = dict(python=platform.python_version(), torch=torch.__version__,
-                mmengine=mmengine.__version__, cpu=_cpu_model(), cpu_count=os.cpu_count(),
+                mmengine=mmengine.__version__, cpu=cpu_model(), cpu_count=os.cpu_count(),
                 torch_threads=torch.get_num_threads(),
                 cpu_capability=torch.backends.cpu.get_cpu_capability(),
                 mkldnn_bf16=bool(getattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported',

@@ -34,7 +34,6 @@ Shapes: ``vit-b`` = batch 8, 197 tokens, 12 heads x 64 (ViT-B/16 at 224 px);
 import argparse
 import json
 import os.path as osp
-import platform
 import statistics
 import sys
 import time
@@ -54,7 +53,7 @@ from beitlab.ops.attention import (  # noqa: E402
     explicit_attention,
     select_attn_impl,
 )
-from beitlab.utils.benchmark import format_table, synchronize  # noqa: E402
+from beitlab.utils.benchmark import cpu_model, format_table, synchronize  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 
 # name -> (batch, patch grid side, heads, head dims); tokens = 1 + side^2 (CLS + patches)
@@ -85,16 +84,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def cpu_model() -> str:
-    """``model name`` from ``/proc/cpuinfo`` (the platform's processor string elsewhere)."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown'
 
 
 def forms_for(dtype: torch.dtype) -> Dict[str, Core]:

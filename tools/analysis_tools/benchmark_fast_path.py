@@ -28,7 +28,6 @@ import copy
 import json
 import os
 import os.path as osp
-import platform
 import statistics
 import sys
 import time
@@ -47,7 +46,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from beitlab.engine.fast_path import FAST_PATH_PIECES, apply_fast_path  # noqa: E402
 from beitlab.engine.hooks.compiled_loss_hook import CompiledLossHook  # noqa: E402
 from beitlab.registry import HOOKS, MODELS  # noqa: E402
-from beitlab.utils.benchmark import format_table  # noqa: E402
+from beitlab.utils.benchmark import cpu_model, format_table  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 from beitlab.utils.denormals import setup_flush_denormal  # noqa: E402
 from beitlab.utils.runtime import ConfigOptionsAction, check_config_file  # noqa: E402
@@ -105,15 +104,6 @@ def load_config(args: argparse.Namespace, pieces: Union[bool, Dict[str, bool]]) 
     return cfg
 
 
-def _cpu_model() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown'
 
 
 def build_variant(cfg: Config, state: Optional[dict], device: torch.device):
@@ -194,7 +184,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                          compile_fallback=None if compiled is None else compiled.fallback_reason))
         previous = med
     return dict(config=args.config, batch_size=batch_size, iters=args.iters, warmup=args.warmup,
-                device=str(device), cpu=_cpu_model(), threads=torch.get_num_threads(),
+                device=str(device), cpu=cpu_model(), threads=torch.get_num_threads(),
                 torch=torch.__version__, flush_denormal=flush.message,
                 loadavg_start=list(load_start), loadavg_end=list(os.getloadavg()), rows=rows)
 
