@@ -46,7 +46,7 @@ def test_idx_data_picks_the_same_images_as_the_png_folder_and_reaches_the_tool(t
     args = argparse.Namespace(data='idx', fashion_mnist_root=str(FASHION_MNIST_SUBSET),
                               data_root='unused', checkpoint='unused.pth', warmup_frac=0.1,
                               batch_size=8, lr=1e-3, recipe='light', scratch_layer_decay=1.0,
-                              bf16=False)
+                              bf16=False, weight_decay=0.05, val_interval=0)
     lines = le.training_lines(args)
     _, labels = load_fashion_mnist(str(FASHION_MNIST_SUBSET), 'train')
     assert lines == [f'{i} {int(c)}' for i, c in enumerate(labels)]
@@ -66,3 +66,41 @@ def test_idx_data_picks_the_same_images_as_the_png_folder_and_reaches_the_tool(t
     cfg.merge_from_dict(options)
     assert 'ann_file' not in cfg.train_dataloader.dataset
     assert len(cfg_option_words(options)) == len(options)
+
+
+def test_run_key_names_only_non_default_optimiser_settings():
+    import argparse
+    args = argparse.Namespace(tag='ep8', recipe='light', lr=le.DEFAULT_LR,
+                              weight_decay=le.DEFAULT_WEIGHT_DECAY)
+    # the keys of runs with the default settings stay as they were recorded
+    assert le.run_key(args, 'pretrained', 600, 1, 500) == 'light_pretrained-ep8_n600_it500_s1'
+    assert le.run_key(args, 'scratch', 600, 1, 500) == 'light_scratch_n600_it500_s1'
+    args.lr, args.weight_decay = 3e-3, 0.3
+    assert le.run_key(args, 'scratch', 600, 1, 500) == 'light_scratch_n600_it500_lr0.003_wd0.3_s1'
+
+
+def test_val_interval_evaluates_the_test_images_during_training(tmp_path):
+    """--val-interval N: the validation loop runs every N steps on the very dataset the final
+    test uses (in bf16 when the test is); 0 switches validation off."""
+    import argparse
+
+    from mmengine.config import Config
+
+    from tests.tools_helpers import FASHION_MNIST_SUBSET
+    args = argparse.Namespace(data='idx', fashion_mnist_root=str(FASHION_MNIST_SUBSET),
+                              data_root='unused', checkpoint='unused.pth', warmup_frac=0.1,
+                              batch_size=8, lr=1e-3, weight_decay=0.05, recipe='light',
+                              scratch_layer_decay=1.0, bf16=True, val_interval=0)
+    cfg = Config.fromfile(REPO_ROOT / le.DEFAULT_CONFIG)
+    subset = le.Subset('unused.txt', [0, 1, 2])
+    off = le.run_options(args, cfg, 'scratch', 20, subset)
+    assert off['val_dataloader'] is None and off['train_cfg.val_interval'] == 21
+    args.val_interval = 5
+    on = le.run_options(args, cfg, 'scratch', 20, subset)
+    assert on['train_cfg.val_interval'] == 5 and on['val_cfg'] == dict(type='ValLoop', fp16=True)
+    assert on['val_dataloader.dataset'] == on['test_dataloader.dataset']
+    assert on['default_hooks.logger.log_metric_by_epoch'] is False   # step = iteration
+    assert on['optim_wrapper.optimizer.weight_decay'] == 0.05
+    cfg.merge_from_dict(on)
+    assert cfg.val_dataloader.dataset.type == 'FashionMNISTDataset'
+    assert cfg.val_dataloader.dataset.split == 'test' and cfg.val_evaluator.type == 'Accuracy'

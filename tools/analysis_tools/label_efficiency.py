@@ -37,6 +37,7 @@ from beitlab.utils.cli import run_cli  # noqa: E402
 from beitlab.utils.experiments import balanced_subset  # noqa: E402
 
 DEFAULT_CONFIG = 'configs/beit_finetune/beit_vit-fmnist_finetune-lrd0.65_fashion-mnist.py'
+DEFAULT_LR, DEFAULT_WEIGHT_DECAY = 1e-3, 0.05
 
 
 class Subset(NamedTuple):
@@ -90,7 +91,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--iters', nargs='+', default=['600:200', '6000:400', '60000:1000'],
                    help='optimizer steps per label count, SIZE:ITERS (same for both inits)')
     p.add_argument('--batch-size', type=int, default=32)
-    p.add_argument('--lr', type=float, default=1e-3, help='peak lr (AdamW) at --batch-size')
+    p.add_argument('--lr', type=float, default=DEFAULT_LR, help='peak lr (AdamW) at --batch-size')
+    p.add_argument('--weight-decay', type=float, default=DEFAULT_WEIGHT_DECAY,
+                   help='AdamW weight decay')
     p.add_argument('--warmup-frac', type=float, default=0.1)
     p.add_argument('--scratch-layer-decay', type=float, default=1.0,
                    help='layer decay for random init (1.0: none; layer decay presumes '
@@ -110,13 +113,22 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--keep-checkpoints', action='store_true',
                    help='keep each run\'s final fine-tuned checkpoint (by default removed '
                    'after its test: ~40 MB each)')
+    p.add_argument('--val-interval', type=int, default=0,
+                   help='also evaluate on the 10,000 test images every N steps, for the curve '
+                   'in the run\'s scalars.json (0: only after the last step). A curve to '
+                   'look at, not a model selection: the figure is always the last step\'s')
     p.add_argument('--report-only', action='store_true')
     return p.parse_args()
 
 
 def run_key(args: argparse.Namespace, init: str, size: int, seed: int, iters: int) -> str:
     tag = f'-{args.tag}' if args.tag and init == 'pretrained' else ''
-    return f'{args.recipe}_{init}{tag}_n{size}_it{iters}_s{seed}'
+    # the optimiser settings name the run only when they differ from the defaults, so the
+    # keys of earlier default runs stay what they were
+    hyper = ''.join(f'_{name}{value:g}' for name, value, default in (
+        ('lr', args.lr, DEFAULT_LR), ('wd', args.weight_decay, DEFAULT_WEIGHT_DECAY))
+        if value != default)
+    return f'{args.recipe}_{init}{tag}_n{size}_it{iters}{hyper}_s{seed}'
 
 
 LIGHT_TRAIN_PIPELINE = [
@@ -147,19 +159,37 @@ def data_options(args: argparse.Namespace, cfg: Config, subset: Subset) -> Dict[
     return {'train_dataloader.dataset': train, 'test_dataloader.dataset': test}
 
 
+def val_options(args: argparse.Namespace, cfg: Config, iters: int,
+                data: Dict[str, Any]) -> Dict[str, Any]:
+    """cfg-options of the validation loop: off, or (``--val-interval N``) the test images
+    every N steps, evaluated as the test is."""
+    if args.val_interval <= 0:
+        return {'train_cfg.val_interval': iters + 1,
+                'val_dataloader': None, 'val_evaluator': None, 'val_cfg': None}
+    if args.data == 'folder':
+        dataset = {'val_dataloader.dataset.data_root': data['test_dataloader.dataset.data_root']}
+    else:
+        dataset = {'val_dataloader.dataset': dict(data['test_dataloader.dataset'])}
+    # log_metric_by_epoch=False: the metrics' step is the iteration (epoch 0 otherwise)
+    return {'train_cfg.val_interval': args.val_interval, **dataset,
+            'default_hooks.logger.log_metric_by_epoch': False,
+            'val_cfg': dict(type='ValLoop', fp16=True) if args.bf16 else dict(type='ValLoop')}
+
+
 def run_options(args: argparse.Namespace, cfg: Config, init: str, iters: int,
                 subset: Subset) -> Dict[str, Any]:
     """The fine-tuning config's cfg-options for this run's data, init, schedule and recipe
     (the same for tools/train.py and tools/test.py)."""
     warmup = max(1, int(round(args.warmup_frac * iters)))
+    data = data_options(args, cfg, subset)
     options: Dict[str, Any] = {
         'model.pretrained': osp.abspath(args.checkpoint) if init == 'pretrained' else None,
-        **data_options(args, cfg, subset),
+        **data,
         'train_dataloader.batch_size': args.batch_size,
         'optim_wrapper.optimizer.lr': args.lr,
+        'optim_wrapper.optimizer.weight_decay': args.weight_decay,
         **experiments.schedule_options(cfg, iters, warmup_iters=warmup),
-        'train_cfg.val_interval': iters + 1,
-        'val_dataloader': None, 'val_evaluator': None, 'val_cfg': None,
+        **val_options(args, cfg, iters, data),
         'default_hooks.checkpoint': dict(type='beitlab.AtomicCheckpointHook', interval=iters,
                                          by_epoch=False, max_keep_ckpts=1),
         'default_hooks.logger.interval': 50,
@@ -197,7 +227,8 @@ def one_run(args: argparse.Namespace, cfg: Config, init: str, size: int, seed: i
         os.remove(ckpt)  # ~40 MB each; the numbers are what we keep
     return dict(key=key, init=init, size=size, seed=seed, iters=iters, recipe=args.recipe,
                 checkpoint=args.checkpoint if init == 'pretrained' else None, tag=args.tag,
-                batch_size=args.batch_size, lr=args.lr, bf16=args.bf16, data=args.data,
+                batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                bf16=args.bf16, data=args.data,
                 layer_decay=(args.scratch_layer_decay if init == 'scratch' else 'config'),
                 top1=metrics['accuracy/top1'], top5=metrics['accuracy/top5'],
                 minutes=round((time.time() - t0) / 60, 2))
