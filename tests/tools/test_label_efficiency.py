@@ -46,7 +46,8 @@ def test_idx_data_picks_the_same_images_as_the_png_folder_and_reaches_the_tool(t
     args = argparse.Namespace(data='idx', fashion_mnist_root=str(FASHION_MNIST_SUBSET),
                               data_root='unused', checkpoint='unused.pth', warmup_frac=0.1,
                               batch_size=8, lr=1e-3, recipe='light', scratch_layer_decay=1.0,
-                              bf16=False, weight_decay=0.05, val_interval=0)
+                              bf16=False, weight_decay=0.05, val_interval=0,
+                              scratch_lr=None, scratch_weight_decay=None, eval='test')
     lines = le.training_lines(args)
     _, labels = load_fashion_mnist(str(FASHION_MNIST_SUBSET), 'train')
     assert lines == [f'{i} {int(c)}' for i, c in enumerate(labels)]
@@ -71,12 +72,68 @@ def test_idx_data_picks_the_same_images_as_the_png_folder_and_reaches_the_tool(t
 def test_run_key_names_only_non_default_optimiser_settings():
     import argparse
     args = argparse.Namespace(tag='ep8', recipe='light', lr=le.DEFAULT_LR,
-                              weight_decay=le.DEFAULT_WEIGHT_DECAY)
+                              weight_decay=le.DEFAULT_WEIGHT_DECAY, scratch_lr=None,
+                              scratch_weight_decay=None, eval='test')
     # the keys of runs with the default settings stay as they were recorded
     assert le.run_key(args, 'pretrained', 600, 1, 500) == 'light_pretrained-ep8_n600_it500_s1'
     assert le.run_key(args, 'scratch', 600, 1, 500) == 'light_scratch_n600_it500_s1'
     args.lr, args.weight_decay = 3e-3, 0.3
     assert le.run_key(args, 'scratch', 600, 1, 500) == 'light_scratch_n600_it500_lr0.003_wd0.3_s1'
+    # random init may get its own settings; held-out evaluation is part of the name
+    args.scratch_lr, args.eval = 1e-3, 'heldout'
+    assert le.run_key(args, 'scratch', 600, 1, 500) == 'light_scratch_n600_it500_wd0.3_heldout_s1'
+    assert le.run_key(args, 'pretrained', 600, 1, 500) == \
+        'light_pretrained-ep8_n600_it500_lr0.003_wd0.3_heldout_s1'
+    # the report keeps only the runs made with this invocation's settings
+    assert le.same_settings(args, dict(init='scratch', lr=1e-3, weight_decay=0.3, eval='heldout'))
+    assert not le.same_settings(args, dict(init='scratch', lr=3e-3, weight_decay=0.3,
+                                           eval='heldout'))
+    assert not le.same_settings(args, dict(init='pretrained'))   # old record: defaults, test
+
+
+def test_heldout_images_are_outside_the_subset_and_replace_the_test_set(tmp_path):
+    """--eval heldout: the evaluation images are class-balanced training images the run
+    does not train on; the test images are not touched."""
+    import argparse
+
+    from mmengine.config import Config
+    args = argparse.Namespace(data='idx', fashion_mnist_root='unused', data_root='unused',
+                              checkpoint='unused.pth', warmup_frac=0.1, batch_size=8,
+                              lr=1e-3, weight_decay=0.05, scratch_lr=None,
+                              scratch_weight_decay=None, recipe='light',
+                              scratch_layer_decay=1.0, bf16=False, val_interval=0,
+                              eval='heldout', heldout_size=200)
+    lines = [f'{i} {i % 10}' for i in range(1000)]
+    chosen = le.balanced_subset(lines, 100, seed=1)
+    subset = le.make_subset(args, lines, chosen, str(tmp_path / 'train_n100_s1.txt'), seed=1)
+    assert len(subset.heldout_indices) == 200 and not set(subset.heldout_indices) & set(
+        subset.indices)
+    assert [int(i) % 10 for i in subset.heldout_indices].count(3) == 20     # balanced
+    assert (tmp_path / 'train_n100_s1_heldout200.txt').read_text().count('\n') == 200
+    cfg = Config.fromfile(REPO_ROOT / le.DEFAULT_CONFIG)
+    test = le.run_options(args, cfg, 'scratch', 20, subset)['test_dataloader.dataset']
+    assert test['split'] == 'train' and test['indices'] == subset.heldout_indices
+    args.heldout_size = 901
+    try:
+        le.make_subset(args, lines, chosen, str(tmp_path / 'x.txt'), seed=1)
+    except ValueError as e:
+        assert '901' in str(e) and '900' in str(e)
+    else:
+        raise AssertionError('a held-out set larger than what is left must fail')
+
+
+def test_sweep_report_marks_the_best_settings_of_each_init(tmp_path):
+    runs = [dict(init=i, size=600, iters=500, lr=lr, weight_decay=0.05, seed=s, top1=t,
+                 eval='heldout', tag='x')
+            for i, lr, s, t in (('scratch', 1e-3, 0, 50.0), ('scratch', 1e-3, 1, 54.0),
+                                ('scratch', 3e-3, 0, 60.0), ('pretrained', 1e-3, 0, 80.0),
+                                ('pretrained', 3e-3, 0, 78.0))]
+    runs.append(dict(runs[0], eval='test', top1=99.0))          # a test-set run: not here
+    table = le.write_sweep_report(runs, str(tmp_path / 's'), tag='x').splitlines()
+    assert len(table) == 2 + 4
+    assert '| scratch | 600 | 500 | 0.001 | 0.05 | 2 | 52.00 ± 2.83 |' in table
+    assert '| scratch | 600 | 500 | 0.003 | 0.05 | 1 | **60.00** |' in table
+    assert '| pretrained | 600 | 500 | 0.001 | 0.05 | 1 | **80.00** |' in table
 
 
 def test_val_interval_evaluates_the_test_images_during_training(tmp_path):
@@ -90,7 +147,8 @@ def test_val_interval_evaluates_the_test_images_during_training(tmp_path):
     args = argparse.Namespace(data='idx', fashion_mnist_root=str(FASHION_MNIST_SUBSET),
                               data_root='unused', checkpoint='unused.pth', warmup_frac=0.1,
                               batch_size=8, lr=1e-3, weight_decay=0.05, recipe='light',
-                              scratch_layer_decay=1.0, bf16=True, val_interval=0)
+                              scratch_layer_decay=1.0, bf16=True, val_interval=0,
+                              scratch_lr=None, scratch_weight_decay=None, eval='test')
     cfg = Config.fromfile(REPO_ROOT / le.DEFAULT_CONFIG)
     subset = le.Subset('unused.txt', [0, 1, 2])
     off = le.run_options(args, cfg, 'scratch', 20, subset)

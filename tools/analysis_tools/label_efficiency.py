@@ -43,9 +43,13 @@ DEFAULT_LR, DEFAULT_WEIGHT_DECAY = 1e-3, 0.05
 class Subset(NamedTuple):
     """One run's training labels: the chosen lines written to ``ann_file`` (``<path>
     <label>`` for the PNG folder, ``<index> <label>`` for the idx files) and, for the idx
-    files, their indices (None: all 60,000)."""
+    files, their indices (None: all 60,000). With ``--eval heldout`` the evaluation images
+    are training images outside the subset, listed the same way in ``heldout_ann`` /
+    ``heldout_indices``."""
     ann_file: str
     indices: Optional[List[int]]
+    heldout_ann: Optional[str] = None
+    heldout_indices: Optional[List[int]] = None
 
 
 def training_lines(args: argparse.Namespace) -> List[str]:
@@ -95,6 +99,15 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--weight-decay', type=float, default=DEFAULT_WEIGHT_DECAY,
                    help='AdamW weight decay')
     p.add_argument('--warmup-frac', type=float, default=0.1)
+    p.add_argument('--scratch-lr', type=float, default=None,
+                   help='peak lr for random init (default: --lr)')
+    p.add_argument('--scratch-weight-decay', type=float, default=None,
+                   help='weight decay for random init (default: --weight-decay)')
+    p.add_argument('--eval', choices=['test', 'heldout'], default='test',
+                   help='test: the 10,000 test images; heldout: --heldout-size class-balanced '
+                   'training images outside the run\'s subset, to choose lr / weight decay / '
+                   'length for each init without looking at the test set')
+    p.add_argument('--heldout-size', type=int, default=5000)
     p.add_argument('--scratch-layer-decay', type=float, default=1.0,
                    help='layer decay for random init (1.0: none; layer decay presumes '
                    'pre-trained lower layers, so it would only hold the baseline back)')
@@ -121,14 +134,34 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+def optimiser_settings(args: argparse.Namespace, init: str) -> Tuple[float, float]:
+    """(peak lr, weight decay) of ``init``: ``--scratch-*`` override ``--lr`` /
+    ``--weight-decay`` for random init."""
+    if init == 'scratch':
+        return (args.lr if args.scratch_lr is None else args.scratch_lr,
+                args.weight_decay if args.scratch_weight_decay is None
+                else args.scratch_weight_decay)
+    return args.lr, args.weight_decay
+
+
 def run_key(args: argparse.Namespace, init: str, size: int, seed: int, iters: int) -> str:
     tag = f'-{args.tag}' if args.tag and init == 'pretrained' else ''
+    lr, wd = optimiser_settings(args, init)
     # the optimiser settings name the run only when they differ from the defaults, so the
     # keys of earlier default runs stay what they were
     hyper = ''.join(f'_{name}{value:g}' for name, value, default in (
-        ('lr', args.lr, DEFAULT_LR), ('wd', args.weight_decay, DEFAULT_WEIGHT_DECAY))
-        if value != default)
-    return f'{args.recipe}_{init}{tag}_n{size}_it{iters}{hyper}_s{seed}'
+        ('lr', lr, DEFAULT_LR), ('wd', wd, DEFAULT_WEIGHT_DECAY)) if value != default)
+    heldout = '_heldout' if args.eval == 'heldout' else ''
+    return f'{args.recipe}_{init}{tag}_n{size}_it{iters}{hyper}{heldout}_s{seed}'
+
+
+def same_settings(args: argparse.Namespace, record: dict) -> bool:
+    """Whether a recorded run used this invocation's optimiser settings and evaluation for
+    its init (records older than these fields used the defaults and the test set)."""
+    lr, wd = optimiser_settings(args, record['init'])
+    return (record.get('lr', DEFAULT_LR) == lr
+            and record.get('weight_decay', DEFAULT_WEIGHT_DECAY) == wd
+            and record.get('eval', 'test') == args.eval)
 
 
 LIGHT_TRAIN_PIPELINE = [
@@ -140,34 +173,71 @@ LIGHT_TRAIN_PIPELINE = [
 ]
 
 
+def make_subset(args: argparse.Namespace, lines: List[str], chosen: List[str], ann: str,
+                seed: int) -> Subset:
+    """The run's :class:`Subset`; with ``--eval heldout`` also ``--heldout-size``
+    class-balanced training lines outside ``chosen``, drawn with ``seed`` (written next to
+    ``ann``)."""
+    def indices(picked: List[str]) -> Optional[List[int]]:
+        if args.data == 'folder' or len(picked) == len(lines):
+            return None
+        return [int(line.split(' ', 1)[0]) for line in picked]
+
+    if args.eval != 'heldout':
+        return Subset(ann, indices(chosen))
+    taken = set(chosen)
+    rest = [line for line in lines if line not in taken]
+    if len(rest) < args.heldout_size:
+        raise ValueError(f'--eval heldout needs {args.heldout_size} training images outside the '
+                         f'subset of {len(chosen)}, but only {len(rest)} are left: use a smaller '
+                         '--heldout-size or a smaller label count')
+    heldout = balanced_subset(rest, args.heldout_size, seed)
+    heldout_ann = ann[:-len('.txt')] + f'_heldout{args.heldout_size}.txt'
+    with open(heldout_ann, 'w') as f:
+        f.write('\n'.join(heldout) + '\n')
+    return Subset(ann, indices(chosen), heldout_ann,
+                  [int(line.split(' ', 1)[0]) for line in heldout] if args.data == 'idx' else None)
+
+
 def data_options(args: argparse.Namespace, cfg: Config, subset: Subset) -> Dict[str, Any]:
     """cfg-options that point the fine-tuning config's train and test loaders at the data:
     the run's training subset (``subset.indices`` of the idx files, or ``subset.ann_file`` of
-    the PNG folder) and all 10,000 test images."""
+    the PNG folder) and all 10,000 test images (or, ``--eval heldout``, the held-out
+    training images)."""
+    heldout = args.eval == 'heldout'
     if args.data == 'folder':
         root = osp.abspath(args.data_root)
-        return {'train_dataloader.dataset.data_root': root,
-                'test_dataloader.dataset.data_root': root,
-                'train_dataloader.dataset.ann_file': subset.ann_file}
+        options = {'train_dataloader.dataset.data_root': root,
+                   'test_dataloader.dataset.data_root': root,
+                   'train_dataloader.dataset.ann_file': subset.ann_file}
+        if heldout:
+            options.update({'test_dataloader.dataset.ann_file': subset.heldout_ann,
+                            'test_dataloader.dataset.data_prefix': dict(img_path='train')})
+        return options
     fmnist_root = osp.abspath(args.fashion_mnist_root) if args.fashion_mnist_root else None
     train = dict(_delete_=True, type='FashionMNISTDataset', data_root=fmnist_root, split='train',
                  pipeline=cfg.train_dataloader.dataset.pipeline)
     if subset.indices is not None:
         train['indices'] = list(subset.indices)
-    test = dict(_delete_=True, type='FashionMNISTDataset', data_root=fmnist_root, split='test',
-                test_mode=True, pipeline=cfg.test_dataloader.dataset.pipeline)
+    test = dict(_delete_=True, type='FashionMNISTDataset', data_root=fmnist_root,
+                split='train' if heldout else 'test', test_mode=True,
+                pipeline=cfg.test_dataloader.dataset.pipeline)
+    if heldout:
+        test['indices'] = list(subset.heldout_indices)
     return {'train_dataloader.dataset': train, 'test_dataloader.dataset': test}
 
 
 def val_options(args: argparse.Namespace, cfg: Config, iters: int,
                 data: Dict[str, Any]) -> Dict[str, Any]:
-    """cfg-options of the validation loop: off, or (``--val-interval N``) the test images
-    every N steps, evaluated as the test is."""
+    """cfg-options of the validation loop: off, or (``--val-interval N``) the evaluation
+    images every N steps, evaluated as the final test is."""
     if args.val_interval <= 0:
         return {'train_cfg.val_interval': iters + 1,
                 'val_dataloader': None, 'val_evaluator': None, 'val_cfg': None}
     if args.data == 'folder':
-        dataset = {'val_dataloader.dataset.data_root': data['test_dataloader.dataset.data_root']}
+        dataset = {f'val_dataloader.dataset.{k}': data[f'test_dataloader.dataset.{k}']
+                   for k in ('data_root', 'ann_file', 'data_prefix')
+                   if f'test_dataloader.dataset.{k}' in data}
     else:
         dataset = {'val_dataloader.dataset': dict(data['test_dataloader.dataset'])}
     # log_metric_by_epoch=False: the metrics' step is the iteration (epoch 0 otherwise)
@@ -181,13 +251,14 @@ def run_options(args: argparse.Namespace, cfg: Config, init: str, iters: int,
     """The fine-tuning config's cfg-options for this run's data, init, schedule and recipe
     (the same for tools/train.py and tools/test.py)."""
     warmup = max(1, int(round(args.warmup_frac * iters)))
+    lr, weight_decay = optimiser_settings(args, init)
     data = data_options(args, cfg, subset)
     options: Dict[str, Any] = {
         'model.pretrained': osp.abspath(args.checkpoint) if init == 'pretrained' else None,
         **data,
         'train_dataloader.batch_size': args.batch_size,
-        'optim_wrapper.optimizer.lr': args.lr,
-        'optim_wrapper.optimizer.weight_decay': args.weight_decay,
+        'optim_wrapper.optimizer.lr': lr,
+        'optim_wrapper.optimizer.weight_decay': weight_decay,
         **experiments.schedule_options(cfg, iters, warmup_iters=warmup),
         **val_options(args, cfg, iters, data),
         'default_hooks.checkpoint': dict(type='beitlab.AtomicCheckpointHook', interval=iters,
@@ -227,7 +298,8 @@ def one_run(args: argparse.Namespace, cfg: Config, init: str, size: int, seed: i
         os.remove(ckpt)  # ~40 MB each; the numbers are what we keep
     return dict(key=key, init=init, size=size, seed=seed, iters=iters, recipe=args.recipe,
                 checkpoint=args.checkpoint if init == 'pretrained' else None, tag=args.tag,
-                batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                batch_size=args.batch_size, lr=options['optim_wrapper.optimizer.lr'],
+                weight_decay=options['optim_wrapper.optimizer.weight_decay'], eval=args.eval,
                 bf16=args.bf16, data=args.data,
                 layer_decay=(args.scratch_layer_decay if init == 'scratch' else 'config'),
                 top1=metrics['accuracy/top1'], top5=metrics['accuracy/top5'],
@@ -296,6 +368,35 @@ def write_report(results: List[dict], out: str, tag: str = '') -> str:
     return table
 
 
+def write_sweep_report(results: List[dict], out: str, tag: str = '') -> str:
+    """Markdown table of the ``--eval heldout`` runs: held-out top-1 per init, label count,
+    steps, lr and weight decay (mean over seeds), the best of each init and label count in
+    bold: the settings to take to the test set."""
+    by = defaultdict(list)
+    for r in results:
+        if r.get('eval', 'test') != 'heldout':
+            continue
+        if r['init'] == 'pretrained' and r.get('tag', '') != tag:
+            continue
+        by[(r['init'], r['size'], r['iters'], r['lr'], r['weight_decay'])].append(r['top1'])
+    best = {}
+    for (init, size, *_), top1 in by.items():
+        best[(init, size)] = max(best.get((init, size), -1.0), float(np.mean(top1)))
+    rows = ['| init | labels | steps | lr | weight decay | seeds | held-out top-1 (%) |',
+            '|---|---|---|---|---|---|---|']
+    for key in sorted(by):
+        init, size, iters, lr, wd = key
+        cell = fmt(by[key])
+        if float(np.mean(by[key])) == best[(init, size)]:
+            cell = f'**{cell}**'
+        rows.append(f'| {init} | {size} | {iters} | {lr:g} | {wd:g} | {len(by[key])} | {cell} |')
+    table = '\n'.join(rows)
+    with open(out + '.md', 'w') as f:
+        f.write('<!-- written by tools/analysis_tools/label_efficiency.py --eval heldout -->\n'
+                + table + '\n')
+    return table
+
+
 def main() -> None:
     args = parse_args()
     os.makedirs(args.work_dir, exist_ok=True)
@@ -322,9 +423,7 @@ def main() -> None:
                 chosen = balanced_subset(lines, size, seed)
                 with open(ann, 'w') as f:
                     f.write('\n'.join(chosen) + '\n')
-                indices = None if args.data == 'folder' or len(chosen) == len(lines) else \
-                    [int(line.split(' ', 1)[0]) for line in chosen]
-                subset = Subset(ann, indices)
+                subset = make_subset(args, lines, chosen, ann, seed)
                 for init in args.inits:
                     if run_key(args, init, size, seed, iters[size]) in done:
                         continue
@@ -333,7 +432,9 @@ def main() -> None:
                     results.append(r)
                     with open(results_file, 'a') as f:
                         f.write(json.dumps(r) + '\n')
-    print(write_report(results, args.out, args.tag))
+    print(write_report([r for r in results if same_settings(args, r)], args.out, args.tag))
+    if args.eval == 'heldout':
+        print(write_sweep_report(results, args.out + '_sweep', args.tag))
 
 
 if __name__ == '__main__':
