@@ -8,6 +8,10 @@ and aAcc (mmseg's IoUMetric) together with the training time. Each run writes
 may be made separately (``--runs scratch`` now, ``--runs pretrained`` once the checkpoint
 exists). ``--figure`` additionally runs ``tools/test.py --out`` on each run's last checkpoint
 and draws the first validation scenes: image, ground truth, then one prediction per run.
+``--seeds 0 1 2`` makes one pair per seed (``WORK_DIR/s<seed>/<run>``) and adds mean ± std
+over seeds and the gap paired by seed; ``--val-interval`` validates during training and
+``--curves`` plots those mIoU curves. A run whose ``result.json`` exists is not trained
+again (delete it, or use another work dir, to retrain).
 
     python tools/dataset_converters/fashion_mnist_scenes_seg.py --out data/fashion_mnist_scenes
     python tools/analysis_tools/seg_pretrain_vs_scratch.py \
@@ -38,20 +42,33 @@ DEFAULT_CONFIG = 'configs/upernet_beit/upernet_beit-fmnist_1xb8-300it_fashion-mn
 RUNS = ('pretrained', 'scratch')
 
 
-def budget_options(config: str, iters: Optional[int], warmup_iters: Optional[int]) -> Dict[str, Any]:
-    """``iters`` iterations (the config's schedule resized by scheduler type), validated and
-    saved at the end; nothing when ``iters`` is ``None``."""
+def budget_options(config: str, iters: Optional[int], warmup_iters: Optional[int],
+                   val_interval: Optional[int] = None) -> Dict[str, Any]:
+    """``iters`` iterations (the config's schedule resized by scheduler type), saved at the
+    end and validated every ``val_interval`` iterations (default: at the end only, the
+    validation curve then being one point); nothing when ``iters`` is ``None``."""
     if iters is None:
-        if warmup_iters is not None:
-            raise ValueError('--warmup-iters needs --iters')
+        if warmup_iters is not None or val_interval is not None:
+            raise ValueError('--warmup-iters and --val-interval need --iters')
         return {}
+    if val_interval is not None and (val_interval <= 0 or iters % val_interval):
+        raise ValueError(f'--val-interval {val_interval} must divide --iters {iters}, so that '
+                         'the last iteration is validated')
     return {**experiments.schedule_options(Config.fromfile(config), iters, warmup_iters),
-            'train_cfg.val_interval': iters, 'default_hooks.checkpoint.interval': iters}
+            'train_cfg.val_interval': val_interval or iters,
+            'default_hooks.checkpoint.interval': iters}
+
+
+def run_dir(work_dir: str, run: str, seed: Optional[int]) -> str:
+    """``WORK_DIR/<run>`` for the config's seed, ``WORK_DIR/s<seed>/<run>`` for ``--seeds``."""
+    return osp.join(work_dir, run) if seed is None else osp.join(work_dir, f's{seed}', run)
 
 
 def train_run(run: str, config: str, checkpoint: str, work_dir: str, seed: Optional[int],
-              extra_options: Mapping[str, Any]) -> dict:
-    """Train one run through tools/train.py and return its result dict."""
+              extra_options: Mapping[str, Any],
+              scratch_layer_decay: Optional[float] = None) -> dict:
+    """Train one run through tools/train.py and return its result dict (the final
+    validation metrics and the mIoU curve)."""
     if run == 'pretrained':
         if not osp.isfile(checkpoint):
             raise FileNotFoundError(f'pre-trained checkpoint {checkpoint!r} does not exist; train '
@@ -59,25 +76,30 @@ def train_run(run: str, config: str, checkpoint: str, work_dir: str, seed: Optio
         init = {'model.backbone.init_cfg.checkpoint': osp.abspath(checkpoint)}
     else:
         init = {'model.backbone.init_cfg': None}
+        if scratch_layer_decay is not None:
+            # layer decay presumes pre-trained lower layers; a random backbone needs them to move
+            init['optim_wrapper.paramwise_cfg.layer_decay_rate'] = scratch_layer_decay
     options = {**init, **extra_options}
-    done = experiments.train(config, osp.join(work_dir, run), options, seed=seed, echo=True)
+    done = experiments.train(config, run_dir(work_dir, run, seed), options, seed=seed, echo=True)
     log = done.scalars()
     val = log.last('mIoU')
     loss = log.last('loss')['loss'] if 'loss' in log.keys() else None
     result = dict(run=run, config=config, checkpoint=checkpoint if run == 'pretrained' else None,
                   iters=val.step, seed=seed, train_seconds=round(done.seconds, 1),
                   final_train_loss=loss, mIoU=val['mIoU'], mAcc=val['mAcc'], aAcc=val['aAcc'],
+                  curve={str(step): v for step, v in log.curve('mIoU').items()},
                   options=experiments.cfg_option_words(options))
     with open(osp.join(done.work_dir, 'result.json'), 'w') as f:
         json.dump(result, f, indent=2)
     return result
 
 
-def test_run(run: str, config: str, work_dir: str, extra_options: Mapping[str, Any]) -> str:
+def test_run(run: str, config: str, work_dir: str, extra_options: Mapping[str, Any],
+             seed: Optional[int] = None) -> str:
     """``tools/test.py --out`` on the run's last checkpoint; returns the pickle path."""
-    run_dir = osp.abspath(osp.join(work_dir, run))
-    out = osp.join(run_dir, 'val_predictions.pkl')
-    experiments.test(config, experiments.final_checkpoint(run_dir), osp.join(run_dir, 'test'),
+    folder = osp.abspath(run_dir(work_dir, run, seed))
+    out = osp.join(folder, 'val_predictions.pkl')
+    experiments.test(config, experiments.final_checkpoint(folder), osp.join(folder, 'test'),
                      extra_options, extra_args=['--out', out], echo=True)
     return out
 
@@ -110,15 +132,66 @@ def draw_figure(pickles: Dict[str, str], path: str, num: int = 6, scale: int = 3
 
 
 def table(results: List[dict]) -> str:
-    """Markdown table, one row per run."""
-    lines = ['| backbone init | iterations | mIoU | mAcc | aAcc | final train loss '
+    """Markdown table, one row per run; with several seeds also mean ± sample std per init
+    and the gap (pre-trained minus random init) paired by seed."""
+    lines = ['| backbone init | seed | iterations | mIoU | mAcc | aAcc | final train loss '
              '| train time (s) |',
-             '|---|---|---|---|---|---|---|']
+             '|---|---|---|---|---|---|---|---|']
     for r in results:
         loss = f'{r["final_train_loss"]:.3f}' if r.get('final_train_loss') is not None else '-'
-        lines.append(f'| {r["run"]} | {r["iters"]} | {r["mIoU"]:.2f} | {r["mAcc"]:.2f} | '
+        seed = '-' if r.get('seed') is None else r['seed']
+        lines.append(f'| {r["run"]} | {seed} | {r["iters"]} | {r["mIoU"]:.2f} | {r["mAcc"]:.2f} | '
                      f'{r["aAcc"]:.2f} | {loss} | {r["train_seconds"]:.0f} |')
+    by_run = {run: {r.get('seed'): r for r in results if r['run'] == run} for run in RUNS}
+    if max(len(v) for v in by_run.values()) < 2:
+        return '\n'.join(lines)
+    lines += ['', '| over seeds | seeds | mIoU | mAcc | aAcc |', '|---|---|---|---|---|']
+    for run, per_seed in by_run.items():
+        if per_seed:
+            lines.append(f'| {run} | {len(per_seed)} | ' + ' | '.join(
+                mean_std_text([r[m] for r in per_seed.values()]) for m in METRICS) + ' |')
+    paired = sorted(set(by_run['pretrained']) & set(by_run['scratch']), key=str)
+    if paired:
+        lines.append(f'| gap, paired | {len(paired)} | ' + ' | '.join(mean_std_text(
+            [by_run['pretrained'][s][m] - by_run['scratch'][s][m] for s in paired], signed=True)
+            for m in METRICS) + ' |')
     return '\n'.join(lines)
+
+
+METRICS = ('mIoU', 'mAcc', 'aAcc')
+
+
+def mean_std_text(values: List[float], signed: bool = False) -> str:
+    """``mean ± sample std`` (just the value for one)."""
+    a = np.asarray(values, dtype=float)
+    mean = f'{a.mean():+.2f}' if signed else f'{a.mean():.2f}'
+    return mean if len(a) < 2 else f'{mean} ± {a.std(ddof=1):.2f}'
+
+
+def draw_curves(results: List[dict], path: str) -> None:
+    """Validation mIoU against iteration: one thin line per seed, the mean over seeds bold."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for run, colour in zip(RUNS, ('tab:blue', 'tab:orange')):
+        curves = [r['curve'] for r in results if r['run'] == run and r.get('curve')]
+        if not curves:
+            continue
+        steps = sorted(set.intersection(*(set(map(int, c)) for c in curves)))
+        for c in curves:
+            ax.plot(sorted(map(int, c)), [c[str(k)] for k in sorted(map(int, c))],
+                    color=colour, alpha=0.3, lw=1)
+        ax.plot(steps, [np.mean([c[str(k)] for c in curves]) for k in steps], color=colour,
+                lw=2, marker='o', ms=3, label=f'{run} (mean of {len(curves)})')
+    ax.set_xlabel('iteration')
+    ax.set_ylabel('validation mIoU (%)')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    os.makedirs(osp.dirname(path) or '.', exist_ok=True)
+    fig.savefig(path, dpi=120)
+    print(f'curves: {path}')
 
 
 def main(argv: Optional[list] = None) -> None:
@@ -131,34 +204,50 @@ def main(argv: Optional[list] = None) -> None:
                         help='runs to train now (the table uses every result.json present)')
     parser.add_argument('--collect-only', action='store_true',
                         help='train nothing, only tabulate the existing results')
-    parser.add_argument('--seed', type=int, help="randomness.seed of both runs (default: the "
-                        "config's, 0)")
+    parser.add_argument('--seeds', type=int, nargs='+', help="randomness.seed of both runs, one "
+                        "pair per seed in WORK_DIR/s<seed>/ (default: the config's seed, in "
+                        "WORK_DIR/)")
     parser.add_argument('--iters', type=int, help="training iterations (default: the config's, "
                         '300); the schedule is resized by scheduler type')
     parser.add_argument('--warmup-iters', type=int, help="warm-up iterations with --iters "
                         "(default: the config's)")
+    parser.add_argument('--val-interval', type=int, help='validate every N iterations with '
+                        '--iters, for the curve (default: at the end only)')
+    parser.add_argument('--scratch-layer-decay', type=float, help="layer decay of the random-"
+                        "init run (default: the config's; 1.0 is none)")
+    parser.add_argument('--curves', help='also plot the validation mIoU curves to this PNG')
     parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction, default={},
                         help='extra key=value overrides passed to both runs (e.g. a data_root)')
     parser.add_argument('--out', help='also write the markdown table to this file')
     parser.add_argument('--figure', help='also draw predictions of every run to this PNG')
     args = parser.parse_args(argv)
 
+    seeds = args.seeds or [None]
     if not args.collect_only:
-        options = {**budget_options(args.config, args.iters, args.warmup_iters), **args.cfg_options}
-        for run in args.runs:
-            train_run(run, args.config, args.checkpoint, args.work_dir, args.seed, options)
+        options = {**budget_options(args.config, args.iters, args.warmup_iters,
+                                    args.val_interval), **args.cfg_options}
+        for seed in seeds:
+            for run in args.runs:
+                if osp.isfile(osp.join(run_dir(args.work_dir, run, seed), 'result.json')):
+                    continue   # a rerun adds only the missing runs
+                train_run(run, args.config, args.checkpoint, args.work_dir, seed, options,
+                          args.scratch_layer_decay)
     results = []
-    for run in RUNS:
-        path = osp.join(args.work_dir, run, 'result.json')
-        if osp.isfile(path):
-            with open(path) as f:
-                results.append(json.load(f))
+    for seed in seeds:
+        for run in RUNS:
+            path = osp.join(run_dir(args.work_dir, run, seed), 'result.json')
+            if osp.isfile(path):
+                with open(path) as f:
+                    results.append(json.load(f))
     if not results:
         raise FileNotFoundError(f'no {"|".join(RUNS)}/result.json under {args.work_dir!r}')
     text = table(results)
+    if args.curves:
+        draw_curves(results, args.curves)
     if args.figure:
-        pickles = {r['run']: test_run(r['run'], args.config, args.work_dir, args.cfg_options)
-                   for r in results}
+        first = [r for r in results if r.get('seed') == seeds[0]]
+        pickles = {r['run']: test_run(r['run'], args.config, args.work_dir, args.cfg_options,
+                                      seeds[0]) for r in first}
         draw_figure(pickles, args.figure)
     print(text)
     if args.out:
