@@ -62,6 +62,7 @@ def test_the_pre_training_configs_use_the_rule() -> None:
         'configs/beit/mim_vit-b_bf16-fast.py', 'configs/beit/mim_vit-b_dvae-8192.py',
         'configs/beit/mim_vit-tiny_1xb8-2it_tiny.py', 'configs/beit/beit_vit-fmnist_fashion-mnist.py',
         'configs/beit/beit_vit-fmnist_1xb64-8e_fashion-mnist.py',
+        'configs/beit/beit_vit-fmnist_1xb64-3000it_fashion-mnist-scenes-48x48.py',
         'configs/beitv2/beitv2_vit-b-p16_8xb256-300e_in1k.py',
         'configs/beitv2/beitv2_vit-fmnist_fashion-mnist.py',
         'configs/mae/mae_vit-fmnist_fashion-mnist.py', 'configs/simmim/simmim_vit-fmnist_fashion-mnist.py',
