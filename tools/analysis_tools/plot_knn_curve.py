@@ -2,6 +2,9 @@
 
     python tools/analysis_tools/plot_knn_curve.py RUN [RUN ...] --out docs/images/knn_curve.png \
         [--keys knn/top1_layer6] [--labels BEiT MAE] [--force]
+    # any other logged metric, e.g. the test-set top-1 of a fine-tuning run with validation
+    python tools/analysis_tools/plot_knn_curve.py WORK_DIR --keys accuracy/top1 --scale 1 \
+        --ylabel 'top-1 (%)' --title 'fine-tuning' --out curve.png
 
 Each RUN is a work dir (its newest ``<timestamp>/vis_data/scalars.json``, joined to the
 runs it resumed from: ``beitlab.utils.experiments.read_scalars``) or a json log file itself.
@@ -42,6 +45,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--keys', nargs='+', help='keys to plot (default: every knn/top1_*)')
     parser.add_argument('--labels', nargs='+', help='one name per run (default: the paths)')
     parser.add_argument('--title', default='k-NN top-1 (k=20, T=0.07) during pre-training')
+    parser.add_argument('--scale', type=float, default=100.,
+                        help='factor from the logged value to the plotted one (100: the k-NN '
+                        'hook logs fractions; 1 for metrics already in percent)')
+    parser.add_argument('--ylabel', default='k-NN top-1 (%)')
     parser.add_argument('--force', action='store_true', help='replace an existing --out')
     args = parser.parse_args(argv)
     if args.labels and len(args.labels) != len(args.runs):
@@ -59,11 +66,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     for label, log in zip(labels, logs):
         for key, curve in sorted(load_knn_curves(log, args.keys).items()):
             steps = sorted(curve)
-            name = f'{label} {key[len("knn/"):]}' if len(logs) > 1 else key[len('knn/'):]
-            ax.plot(steps, [100 * curve[s] for s in steps], marker='o', markersize=3, label=name)
+            short = key[len('knn/'):] if key.startswith('knn/') else key
+            name = f'{label} {short}' if len(logs) > 1 else short
+            ax.plot(steps, [args.scale * curve[s] for s in steps], marker='o', markersize=3,
+                    label=name)
             rows += [f'{name}\t{s}\t{curve[s]:.4f}' for s in steps]
     ax.set_xlabel('iteration')
-    ax.set_ylabel('k-NN top-1 (%)')
+    ax.set_ylabel(args.ylabel)
     ax.set_title(args.title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
