@@ -44,3 +44,9 @@ def test_table_gives_the_gap_paired_by_seed():
     assert '| gap, paired | 2 | +8.00 ± 2.83 |' in text
     # one seed: the per-run rows only
     assert 'over seeds' not in seg.table(results[::2])
+
+
+def test_recorded_options_hold_no_path_of_this_checkout():
+    word = f'model.backbone.init_cfg.checkpoint={seg.REPO_ROOT}/checkpoints/x.pth'
+    assert seg.recorded_word(word) == 'model.backbone.init_cfg.checkpoint=checkpoints/x.pth'
+    assert seg.recorded_word('train_cfg.max_iters=4') == 'train_cfg.max_iters=4'

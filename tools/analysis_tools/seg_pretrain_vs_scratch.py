@@ -64,6 +64,12 @@ def run_dir(work_dir: str, run: str, seed: Optional[int]) -> str:
     return osp.join(work_dir, run) if seed is None else osp.join(work_dir, f's{seed}', run)
 
 
+def recorded_word(word: str) -> str:
+    """A cfg-options word as the result records it: paths inside the checkout relative to
+    it (the tools run in the repository root), so a result reads the same on any machine."""
+    return word.replace(REPO_ROOT + os.sep, '')
+
+
 def train_run(run: str, config: str, checkpoint: str, work_dir: str, seed: Optional[int],
               extra_options: Mapping[str, Any],
               scratch_layer_decay: Optional[float] = None) -> dict:
@@ -88,7 +94,7 @@ def train_run(run: str, config: str, checkpoint: str, work_dir: str, seed: Optio
                   iters=val.step, seed=seed, train_seconds=round(done.seconds, 1),
                   final_train_loss=loss, mIoU=val['mIoU'], mAcc=val['mAcc'], aAcc=val['aAcc'],
                   curve={str(step): v for step, v in log.curve('mIoU').items()},
-                  options=experiments.cfg_option_words(options))
+                  options=[recorded_word(w) for w in experiments.cfg_option_words(options)])
     with open(osp.join(done.work_dir, 'result.json'), 'w') as f:
         json.dump(result, f, indent=2)
     return result
