@@ -195,8 +195,7 @@ def make_subset(args: argparse.Namespace, lines: List[str], chosen: List[str], a
     heldout_ann = ann[:-len('.txt')] + f'_heldout{args.heldout_size}.txt'
     with open(heldout_ann, 'w') as f:
         f.write('\n'.join(heldout) + '\n')
-    return Subset(ann, indices(chosen), heldout_ann,
-                  [int(line.split(' ', 1)[0]) for line in heldout] if args.data == 'idx' else None)
+    return Subset(ann, indices(chosen), heldout_ann, indices(heldout))
 
 
 def data_options(args: argparse.Namespace, cfg: Config, subset: Subset) -> Dict[str, Any]:
