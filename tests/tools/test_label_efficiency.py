@@ -162,3 +162,26 @@ def test_val_interval_evaluates_the_test_images_during_training(tmp_path):
     cfg.merge_from_dict(on)
     assert cfg.val_dataloader.dataset.type == 'FashionMNISTDataset'
     assert cfg.val_dataloader.dataset.split == 'test' and cfg.val_evaluator.type == 'Accuracy'
+
+
+def test_length_report_averages_only_the_seeds_every_row_has(tmp_path):
+    """One row per pre-training tag, random init first; a column keeps the seeds all its rows
+    ran (ep8's seed 1 is left out, ep1 has none), and the gains are paired by seed."""
+    import pytest
+
+    def run(init, tag, seed, top1, size=600):
+        return dict(init=init, tag=tag, size=size, iters=500, seed=seed, top1=top1)
+
+    runs = [run('scratch', 'ep8', 0, 40.0), run('scratch', 'ep8', 1, 50.0),
+            run('pretrained', 'ep1', 0, 70.0),
+            run('pretrained', 'ep8', 0, 80.0), run('pretrained', 'ep8', 1, 99.0),
+            run('pretrained', 'ep8', 0, 90.0, size=6000)]  # no scratch / ep1: no column
+    table = le.write_length_report(runs, str(tmp_path / 'len'), ['ep1', 'ep8'])
+    head, _, scratch, ep1, ep8 = table.splitlines()
+    assert '600 labels, 500 steps, seeds 0 |' in head and '6000' not in head
+    assert scratch == '| none (random init) | 40.00 |'
+    assert ep1 == '| ep1 | 70.00 (+30.00) |'
+    assert ep8 == '| ep8 | 80.00 (+40.00) |'
+    assert (tmp_path / 'len.md').read_text().endswith(table + '\n')
+    with pytest.raises(ValueError, match="every tag in \\['ep2'\\]"):
+        le.write_length_report(runs, str(tmp_path / 'none'), ['ep2'])

@@ -289,3 +289,14 @@ def test_train_runs_the_tool_with_schedule_and_seed(tmp_path: Path) -> None:
     dumped = Config.fromfile(next((tmp_path / 'run').glob('*/vis_data/config.py')))
     assert dumped.randomness.seed == 7
     assert [dict(s) for s in dumped.param_scheduler] == schedule
+
+
+def test_mean_std_text_over_seeds() -> None:
+    assert experiments.mean_std_text([]) == 'n/a'
+    assert experiments.mean_std_text([3.0]) == '3.00'
+    assert experiments.mean_std_text([-1.0, -3.0], signed=True) == '-2.00 ± 1.41'
+    assert experiments.mean_std_text([1.0, 3.0], signed=True) == '+2.00 ± 1.41'
+    mean, std = experiments.mean_std([1.0])
+    assert mean == 1.0 and std != std  # one seed: no spread (NaN)
+    with pytest.raises(ValueError, match='at least one value'):
+        experiments.mean_std([])

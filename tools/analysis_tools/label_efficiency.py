@@ -22,7 +22,7 @@ import os.path as osp
 import sys
 import time
 from collections import defaultdict
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -34,7 +34,7 @@ from mmengine.config import Config  # noqa: E402
 
 from beitlab.utils import experiments  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
-from beitlab.utils.experiments import balanced_subset  # noqa: E402
+from beitlab.utils.experiments import balanced_subset, mean_std, mean_std_text  # noqa: E402
 
 DEFAULT_CONFIG = 'configs/beit_finetune/beit_vit-fmnist_finetune-lrd0.65_fashion-mnist.py'
 DEFAULT_LR, DEFAULT_WEIGHT_DECAY = 1e-3, 0.05
@@ -131,6 +131,9 @@ def parse_args() -> argparse.Namespace:
                    'in the run\'s scalars.json (0: only after the last step). A curve to '
                    'look at, not a model selection: the figure is always the last step\'s')
     p.add_argument('--report-only', action='store_true')
+    p.add_argument('--length-report', nargs='+', metavar='TAG',
+                   help='instead of the label-efficiency report, write the table and plot of '
+                   'top-1 against these --tag values (the lengths of pre-training, in order)')
     return p.parse_args()
 
 
@@ -305,18 +308,6 @@ def one_run(args: argparse.Namespace, cfg: Config, init: str, size: int, seed: i
                 minutes=round((time.time() - t0) / 60, 2))
 
 
-def mean_std(values: List[float]) -> Tuple[float, float]:
-    a = np.asarray(values, dtype=float)
-    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else float('nan')
-
-
-def fmt(values: List[float]) -> str:
-    if not values:
-        return 'n/a'
-    m, s = mean_std(values)
-    return f'{m:.2f}' if len(values) == 1 else f'{m:.2f} ± {s:.2f}'
-
-
 def write_report(results: List[dict], out: str, tag: str = '') -> str:
     """Markdown table (mean ± sample std over seeds; the gap is paired by seed) and a plot."""
     by = defaultdict(dict)
@@ -334,8 +325,8 @@ def write_report(results: List[dict], out: str, tag: str = '') -> str:
         rows.append(
             f'| {size} ({100 * size / 60000:g} %) | {any_run["iters"]} x {any_run["batch_size"]} '
             f'| {len(paired) or max(len(pre), len(scr))} '
-            f'| {fmt([r["top1"] for r in pre.values()])} '
-            f'| {fmt([r["top1"] for r in scr.values()])} | {fmt(gaps)} '
+            f'| {mean_std_text([r["top1"] for r in pre.values()])} '
+            f'| {mean_std_text([r["top1"] for r in scr.values()])} | {mean_std_text(gaps)} '
             f'| {f"{min(gaps):+.2f} / {max(gaps):+.2f}" if gaps else "n/a"} |')
     table = '\n'.join(rows)
     with open(out + '.md', 'w') as f:
@@ -367,6 +358,68 @@ def write_report(results: List[dict], out: str, tag: str = '') -> str:
     return table
 
 
+def write_length_report(results: List[dict], out: str, tags: Sequence[str]) -> str:
+    """Top-1 against the length of pre-training: a row per ``--tag`` (in the order given,
+    random init first) and a column per label count and schedule that every row has run.
+    Each column averages only the seeds that all its rows have, so every row sees the same
+    subsets; the gain over random init is paired by seed. Writes ``OUT.md`` and ``OUT.png``."""
+    by = defaultdict(lambda: defaultdict(dict))  # (size, iters) -> row -> seed -> top1
+    for r in results:
+        row = 'scratch' if r['init'] == 'scratch' else r.get('tag', '')
+        if row == 'scratch' or row in tags:
+            by[(r['size'], r['iters'])][row][r['seed']] = r['top1']
+    rows = ['scratch', *tags]
+    columns = [k for k in sorted(by) if all(by[k].get(row) for row in rows)]
+    if not columns:
+        raise ValueError(f'no label count has runs of random init and of every tag in {list(tags)}: '
+                         'run label_efficiency.py with --tag for each first')
+    seeds = {k: sorted(set.intersection(*(set(by[k][row]) for row in rows))) for k in columns}
+    for k in columns:
+        if not seeds[k]:
+            raise ValueError(f'label count {k[0]} ({k[1]} steps): no seed was run for random init '
+                             f'and every tag in {list(tags)}')
+    head = ' | '.join(f'{size} labels, {iters} steps, seeds {",".join(map(str, seeds[(size, iters)]))}'
+                      for size, iters in columns)
+    lines = [f'| pre-training | {head} |', '|---|' + '---|' * len(columns)]
+    for row in rows:
+        cells = []
+        for k in columns:
+            top1 = [by[k][row][s] for s in seeds[k]]
+            cell = mean_std_text(top1)
+            if row != 'scratch':
+                gains = [by[k][row][s] - by[k]['scratch'][s] for s in seeds[k]]
+                cell += f' ({mean_std_text(gains, signed=True)})'
+            cells.append(cell)
+        lines.append(f'| {"none (random init)" if row == "scratch" else row} | ' + ' | '.join(cells)
+                     + ' |')
+    table = '\n'.join(lines)
+    with open(out + '.md', 'w') as f:
+        f.write('<!-- written by tools/analysis_tools/label_efficiency.py --length-report; '
+                'top-1 (%) on the evaluation images, in brackets the gain over random init -->\n'
+                + table + '\n')
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for k in columns:
+            stats = [mean_std([by[k][row][s] for s in seeds[k]]) for row in rows]
+            ax.errorbar(range(len(rows)), [m for m, _ in stats],
+                        yerr=[0 if np.isnan(sd) else sd for _, sd in stats], marker='o',
+                        capsize=3, label=f'{k[0]} labels')
+        ax.set_xticks(range(len(rows)), ['none', *tags])
+        ax.set_xlabel('pre-training')
+        ax.set_ylabel('top-1 (%)')
+        ax.set_title('Fine-tuning against the length of pre-training')
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out + '.png', dpi=120)
+    except ImportError:
+        pass
+    return table
+
+
 def write_sweep_report(results: List[dict], out: str, tag: str = '') -> str:
     """Markdown table of the ``--eval heldout`` runs: held-out top-1 per init, label count,
     steps, lr and weight decay (mean over seeds), the best of each init and label count in
@@ -385,7 +438,7 @@ def write_sweep_report(results: List[dict], out: str, tag: str = '') -> str:
             '|---|---|---|---|---|---|---|']
     for key in sorted(by):
         init, size, iters, lr, wd = key
-        cell = fmt(by[key])
+        cell = mean_std_text(by[key])
         if float(np.mean(by[key])) == best[(init, size)]:
             cell = f'**{cell}**'
         rows.append(f'| {init} | {size} | {iters} | {lr:g} | {wd:g} | {len(by[key])} | {cell} |')
@@ -431,7 +484,11 @@ def main() -> None:
                     results.append(r)
                     with open(results_file, 'a') as f:
                         f.write(json.dumps(r) + '\n')
-    print(write_report([r for r in results if same_settings(args, r)], args.out, args.tag))
+    kept = [r for r in results if same_settings(args, r)]
+    if args.length_report:
+        print(write_length_report(kept, args.out, args.length_report))
+    else:
+        print(write_report(kept, args.out, args.tag))
     if args.eval == 'heldout':
         print(write_sweep_report(results, args.out + '_sweep', args.tag))
 

@@ -36,6 +36,7 @@ sys.path.insert(0, REPO_ROOT)
 
 from beitlab.utils import experiments  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
+from beitlab.utils.experiments import mean_std_text  # noqa: E402
 from beitlab.utils.runtime import ConfigOptionsAction  # noqa: E402
 
 DEFAULT_CONFIG = 'configs/upernet_beit/upernet_beit-fmnist_1xb8-300it_fashion-mnist-scenes-48x48.py'
@@ -165,13 +166,6 @@ def table(results: List[dict]) -> str:
 
 
 METRICS = ('mIoU', 'mAcc', 'aAcc')
-
-
-def mean_std_text(values: List[float], signed: bool = False) -> str:
-    """``mean ± sample std`` (just the value for one)."""
-    a = np.asarray(values, dtype=float)
-    mean = f'{a.mean():+.2f}' if signed else f'{a.mean():.2f}'
-    return mean if len(a) < 2 else f'{mean} ± {a.std(ddof=1):.2f}'
 
 
 def draw_curves(results: List[dict], path: str) -> None:
