@@ -22,8 +22,9 @@ from typing import Callable, Iterator, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from torch import Tensor, nn
+
+from beitlab.utils.model_wrappers import unwrap_model
 
 __all__ = ['masked_token_loss', 'compiled_loss_problem', 'compiler_problem', 'CompiledMIMLoss',
            'install_compiled_loss', 'uninstall_compiled_loss', 'suspend_compiled_loss']
@@ -250,16 +251,12 @@ class _null_context:
         return None
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if is_model_wrapper(model) else model
-
-
 def install_compiled_loss(model: nn.Module, **kwargs) -> Optional[CompiledMIMLoss]:
-    """Make ``model.loss`` (a model wrapper such as DDP is unwrapped) a
-    :class:`CompiledMIMLoss`; ``kwargs`` go to it. A model it does not cover keeps its
+    """Make ``model.loss`` (model wrappers such as DDP and ``torch.compile`` are
+    unwrapped) a :class:`CompiledMIMLoss`; ``kwargs`` go to it. A model it does not cover keeps its
     loss (one info line says why) and None is returned; a second call returns the
     installed one."""
-    model = _unwrap(model)
+    model = unwrap_model(model)
     installed = getattr(model, _ATTR, None)
     if installed is not None:
         return installed
@@ -275,7 +272,7 @@ def install_compiled_loss(model: nn.Module, **kwargs) -> Optional[CompiledMIMLos
 
 def uninstall_compiled_loss(model: nn.Module) -> bool:
     """Give ``model`` its own ``loss`` back; False when none was installed."""
-    model = _unwrap(model)
+    model = unwrap_model(model)
     if getattr(model, _ATTR, None) is None:
         return False
     del model.loss
@@ -288,7 +285,7 @@ def suspend_compiled_loss(model: nn.Module) -> Iterator[None]:
     """Inside the block ``model`` computes its loss eagerly (the same arithmetic), e.g. for
     ``FlopCounterMode``, which does not see inside a compiled graph; a model without a
     compiled loss is unaffected."""
-    compiled = getattr(_unwrap(model), _ATTR, None)
+    compiled = getattr(unwrap_model(model), _ATTR, None)
     if compiled is None:
         yield
         return

@@ -275,6 +275,19 @@ def test_install_covers_beit_only_and_can_be_undone_or_suspended(logged) -> None
         masked_token_loss(m.backbone, m.head, views[0], mask, index, index, None)
 
 
+
+def test_install_reaches_the_algorithm_inside_a_compiled_model(logged) -> None:
+    """A ``torch.compile`` wrapper is unwrapped like DDP: the loss is installed on (and
+    removed from) the algorithm itself, not on the wrapper, where ``forward`` would miss it."""
+    model = tiny_beit()
+    compiled_model = torch.compile(model, backend='eager')
+    installed = install_compiled_loss(compiled_model, backend='eager')
+    assert installed is not None and install_compiled_loss(model, backend='eager') is installed
+    model.loss(*batch())
+    assert installed.compiled_calls == 1
+    assert uninstall_compiled_loss(compiled_model)
+    assert model.loss.__func__ is type(model).loss
+
 # ----------------------------------------------------------------------------- the switch
 def test_fast_path_pieces_and_their_config_changes(monkeypatch) -> None:
     assert fast_path_pieces(True) == dict.fromkeys(FAST_PATH_PIECES, True)

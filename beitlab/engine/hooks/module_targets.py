@@ -18,8 +18,9 @@ Nothing here registers.
 """
 from typing import List, Sequence, Tuple, Union
 
-from mmengine.model import is_model_wrapper
 from torch import nn
+
+from beitlab.utils.model_wrappers import unwrap_model
 
 __all__ = ['ModuleSpec', 'CONTAINER_TYPES', 'unwrap_model', 'normalize_module_spec',
            'resolve_module_targets']
@@ -29,17 +30,6 @@ ModuleSpec = Union[str, Sequence[str]]
 # Containers stand for their children: a ModuleList / ModuleDict has no forward of its own,
 # and a Sequential of blocks is meant block by block (as a ModuleList of blocks is).
 CONTAINER_TYPES = (nn.ModuleList, nn.Sequential, nn.ModuleDict)
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The algorithm inside any model wrappers and ``torch.compile`` wrappers."""
-    while True:
-        if is_model_wrapper(model):
-            model = model.module
-        elif isinstance(getattr(model, '_orig_mod', None), nn.Module):  # torch.compile(model)
-            model = model._orig_mod
-        else:
-            return model
 
 
 def normalize_module_spec(modules: ModuleSpec, owner: str) -> List[str]:
