@@ -12,6 +12,7 @@ contract test (``tests/test_registry_contracts.py``) builds every entry of every
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import FUNCTIONS as MMENGINE_FUNCTIONS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
@@ -26,7 +27,7 @@ from mmengine.registry import Registry
 
 __all__ = [
     'MODELS', 'TOKENIZERS', 'TARGET_GENERATORS', 'MASK_GENERATORS', 'DATASETS',
-    'TRANSFORMS', 'FUNCTIONS', 'METRICS', 'HOOKS', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
+    'TRANSFORMS', 'FUNCTIONS', 'METRICS', 'HOOKS', 'LOOPS', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
     'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'MODEL_WRAPPERS', 'VISUALIZERS', 'VISBACKENDS',
     'ALL_REGISTRIES'
 ]
@@ -99,6 +100,13 @@ METRICS.__doc__ = """Metrics: mmengine ``BaseMetric``; ``process(data_batch, dat
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='beitlab')
 HOOKS.__doc__ = """Runner hooks: mmengine ``Hook`` subclasses."""
 
+LOOPS = Registry('loop', parent=MMENGINE_LOOPS, scope='beitlab')
+LOOPS.__doc__ = """Training loops (mmengine ``BaseLoop`` subclasses; mmengine's own loops are found
+through the parent), built by the ``Runner`` with ``runner`` and ``dataloader`` and named by
+``train_cfg``; ``run()`` trains and returns the model. An iteration-based loop draws its
+batches from ``dataloader_iterator`` endlessly, in mmengine's ``IterBasedTrainLoop`` order
+(the sampler's ``set_epoch`` at every pass over the data)."""
+
 OPTIMIZERS = Registry('optimizer', parent=MMENGINE_OPTIMIZERS, scope='beitlab')
 OPTIMIZERS.__doc__ = """Optimizers: ``torch.optim.Optimizer`` subclasses
 (torch's are found through the parent)."""
@@ -140,6 +148,7 @@ ALL_REGISTRIES = {
     'functions': FUNCTIONS,
     'metrics': METRICS,
     'hooks': HOOKS,
+    'loops': LOOPS,
     'optimizers': OPTIMIZERS,
     'optim_wrappers': OPTIM_WRAPPERS,
     'optim_wrapper_constructors': OPTIM_WRAPPER_CONSTRUCTORS,

@@ -580,6 +580,43 @@ def check_mim_visualization(hook: Any, tmp_path: Path) -> None:
     assert model.training                             # drawing restores the training flags
 
 
+class BatchRecorder(nn.Module):
+    """Stands in for the model of a training loop: records the batches it is stepped on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: List[list] = []
+
+    def train_step(self, data: torch.Tensor, optim_wrapper: Any = None) -> dict:
+        self.batches.append(data.tolist())
+        return {}
+
+
+def shuffled_loader() -> torch.utils.data.DataLoader:
+    """10 items in batches of 4: a new pass over the data every 3 batches."""
+    from mmengine.dataset import DefaultSampler
+    items = list(range(10))
+    return torch.utils.data.DataLoader(items, batch_size=4, sampler=DefaultSampler(items, seed=0))
+
+
+def loop_args() -> dict:
+    runner = fake_runner(Path('.'), BatchRecorder(), call_hook=lambda *a, **k: None, val_loop=None,
+                         optim_wrapper=None)
+    return dict(runner=runner, dataloader=shuffled_loader(), max_iters=8)
+
+
+def check_iter_train_loop(loop: Any, tmp_path: Path) -> None:
+    """``run()`` steps the model ``max_iters`` times on the batches mmengine's
+    ``IterBasedTrainLoop`` would draw (its pauses between passes patched out) and returns it."""
+    from unittest import mock
+
+    from mmengine.runner.loops import _InfiniteDataloaderIterator
+    with mock.patch('mmengine.runner.loops.time.sleep'):
+        reference = _InfiniteDataloaderIterator(shuffled_loader())
+        expected = [next(reference).tolist() for _ in range(8)]
+    assert loop.run() is loop.runner.model
+    assert loop.runner.model.batches == expected and loop.iter == 8
+
 def check_nonfinite_guard(hook: Any, tmp_path: Path) -> None:
     model = TinyRegressor()
     optim_wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
@@ -849,6 +886,9 @@ ROWS: Dict[str, Dict[str, Row]] = {
             pipeline=two_view_pipeline())), check_mim_visualization),
         'NonFiniteGuardHook': Row(dict(max_consecutive=2), check_nonfinite_guard),
         'ReconstructionVisHook': Row(dict(num_images=2, out_dir='vis'), check_reconstruction_vis),
+    },
+    'loops': {
+        'PauselessIterBasedTrainLoop': Row(loop_args, check_iter_train_loop),
     },
     'optim_wrappers': {
         'AutocastOptimWrapper': Row(autocast_args, check_autocast_wrapper),

@@ -82,7 +82,9 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=False, begin=warmup_iters,
          end=max_iters),
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=1000)
+# mmengine's IterBasedTrainLoop (same batches, same order) without its 2 s pause at every pass
+# over the data: with 1 % of the labels a pass is 10 steps
+train_cfg = dict(type='PauselessIterBasedTrainLoop', max_iters=max_iters, val_interval=1000)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 auto_scale_lr = dict(base_batch_size=64)

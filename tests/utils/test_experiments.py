@@ -132,6 +132,11 @@ def test_schedule_options_refuses_epoch_loops_and_long_warmups() -> None:
                          param_scheduler=[WARMUP, COSINE]))
     with pytest.raises(ScheduleLayoutError, match='EpochBasedTrainLoop'):
         schedule_options(epochs, 200)
+    pauseless = iteration_config([WARMUP, COSINE])
+    pauseless.train_cfg.type = 'PauselessIterBasedTrainLoop'  # a subclass: iteration-based too
+    assert schedule_options(pauseless, 200)['train_cfg.max_iters'] == 200
+    with pytest.raises(ScheduleLayoutError, match="'NoSuchLoop'"):
+        schedule_options(Config(dict(train_cfg=dict(type='NoSuchLoop', max_iters=5))), 200)
     with pytest.raises(ScheduleLayoutError, match='warm-up of 10 iterations is not shorter than '
                                                   'max_iters=10'):
         schedule_options(iteration_config([WARMUP, COSINE]), 10)

@@ -40,6 +40,21 @@ def _type_name(scheduler: dict) -> str:
     return str(name).rsplit('.', 1)[-1]
 
 
+def _iteration_based(loop: dict) -> bool:
+    """Whether ``train_cfg`` builds mmengine's ``IterBasedTrainLoop`` or a subclass of it
+    (mmengine builds one from ``by_epoch=False`` without a type too)."""
+    from mmengine.runner import IterBasedTrainLoop
+
+    import beitlab.engine.loops  # noqa: F401  (beitlab's loops, registered)
+    from beitlab.registry import LOOPS
+    kind = loop.get('type')
+    if kind is None:
+        return loop.get('by_epoch') is False
+    if not isinstance(kind, str):
+        return isinstance(kind, type) and issubclass(kind, IterBasedTrainLoop)
+    found = LOOPS.get(kind)
+    return isinstance(found, type) and issubclass(found, IterBasedTrainLoop)
+
 def _plain(value: Any) -> Any:
     """A ConfigDict / list of them as plain dicts and lists (what cfg-options carry)."""
     if isinstance(value, dict):
@@ -115,12 +130,10 @@ def schedule_options(cfg: Union[Config, str], max_iters: int,
         cfg = Config.fromfile(cfg)
     where = getattr(cfg, 'filename', None) or 'the config'
     loop = cfg.get('train_cfg') or {}
-    # mmengine builds an IterBasedTrainLoop from either form
-    by_iteration = _type_name(loop) == 'IterBasedTrainLoop' or (
-        loop.get('type') is None and loop.get('by_epoch') is False)
-    if not by_iteration or 'max_iters' not in loop:
+    if not _iteration_based(loop) or 'max_iters' not in loop:
         raise ScheduleLayoutError(f'{where}: train_cfg is {_plain(loop)!r}; schedule_options needs '
-                                  f"type='IterBasedTrainLoop' (or by_epoch=False) with max_iters")
+                                  "an IterBasedTrainLoop (or a subclass, or by_epoch=False) with "
+                                  'max_iters')
     if not isinstance(max_iters, int) or max_iters < 1:
         raise ValueError(f'max_iters must be a positive int, got {max_iters!r}')
     if warmup_iters is not None and not 1 <= warmup_iters < max_iters:
