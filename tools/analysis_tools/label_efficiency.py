@@ -308,6 +308,36 @@ def one_run(args: argparse.Namespace, cfg: Config, init: str, size: int, seed: i
                 minutes=round((time.time() - t0) / 60, 2))
 
 
+def draw_errorbars(path: str, series: List[Tuple[str, list, List[List[float]]]], xlabel: str,
+                   ylabel: str, title: str, log_x: bool = False,
+                   xticks: Optional[List[str]] = None) -> None:
+    """One line per ``(label, xs, values per x)``: the mean over seeds with the sample std as
+    error bars, written to ``path`` (nothing without matplotlib)."""
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for label, xs, values in series:
+        stats = [mean_std(v) for v in values]
+        ax.errorbar(xs, [m for m, _ in stats], yerr=[0 if np.isnan(sd) else sd for _, sd in stats],
+                    marker='o', capsize=3, label=label)
+    if log_x:
+        ax.set_xscale('log')
+    if xticks is not None:
+        ax.set_xticks(range(len(xticks)), xticks)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def write_report(results: List[dict], out: str, tag: str = '') -> str:
     """Markdown table (mean ± sample std over seeds; the gap is paired by seed) and a plot."""
     by = defaultdict(dict)
@@ -331,30 +361,15 @@ def write_report(results: List[dict], out: str, tag: str = '') -> str:
     table = '\n'.join(rows)
     with open(out + '.md', 'w') as f:
         f.write('<!-- written by tools/analysis_tools/label_efficiency.py -->\n' + table + '\n')
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for init, label in (('pretrained', 'BEiT pre-trained'), ('scratch', 'random init')):
-            keys = [k for k in sorted(by) if by[k].get(init)]
-            if not keys:
-                continue
-            sizes = [k[0] for k in keys]
-            stats = [mean_std([r['top1'] for r in by[k][init].values()]) for k in keys]
-            ax.errorbar(sizes, [m for m, _ in stats],
-                        yerr=[0 if np.isnan(sd) else sd for _, sd in stats], marker='o',
-                        capsize=3, label=label)
-        ax.set_xscale('log')
-        ax.set_xlabel('training labels')
-        ax.set_ylabel('top-1 on 10k test images (%)')
-        ax.set_title('Fashion-MNIST fine-tuning')
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out + '.png', dpi=120)
-    except ImportError:
-        pass
+    series = []
+    for init, label in (('pretrained', 'BEiT pre-trained'), ('scratch', 'random init')):
+        keys = [k for k in sorted(by) if by[k].get(init)]
+        if keys:
+            series.append((label, [k[0] for k in keys],
+                           [[r['top1'] for r in by[k][init].values()] for k in keys]))
+    draw_errorbars(out + '.png', series, xlabel='training labels',
+                   ylabel='top-1 on 10k test images (%)', title='Fashion-MNIST fine-tuning',
+                   log_x=True)
     return table
 
 
@@ -397,26 +412,10 @@ def write_length_report(results: List[dict], out: str, tags: Sequence[str]) -> s
         f.write('<!-- written by tools/analysis_tools/label_efficiency.py --length-report; '
                 'top-1 (%) on the evaluation images, in brackets the gain over random init -->\n'
                 + table + '\n')
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for k in columns:
-            stats = [mean_std([by[k][row][s] for s in seeds[k]]) for row in rows]
-            ax.errorbar(range(len(rows)), [m for m, _ in stats],
-                        yerr=[0 if np.isnan(sd) else sd for _, sd in stats], marker='o',
-                        capsize=3, label=f'{k[0]} labels')
-        ax.set_xticks(range(len(rows)), ['none', *tags])
-        ax.set_xlabel('pre-training')
-        ax.set_ylabel('top-1 (%)')
-        ax.set_title('Fine-tuning against the length of pre-training')
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out + '.png', dpi=120)
-    except ImportError:
-        pass
+    draw_errorbars(out + '.png', [
+        (f'{k[0]} labels', list(range(len(rows))), [[by[k][row][s] for s in seeds[k]] for row in rows])
+        for k in columns], xlabel='pre-training', ylabel='top-1 (%)',
+        title='Fine-tuning against the length of pre-training', xticks=['none', *tags])
     return table
 
 
