@@ -36,11 +36,10 @@ sys.path.insert(0, REPO_ROOT)
 
 from beitlab.utils import experiments  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
-from beitlab.utils.experiments import mean_std_text  # noqa: E402
 from beitlab.utils.runtime import ConfigOptionsAction  # noqa: E402
 
 DEFAULT_CONFIG = 'configs/upernet_beit/upernet_beit-fmnist_1xb8-300it_fashion-mnist-scenes-48x48.py'
-RUNS = ('pretrained', 'scratch')
+RUNS = experiments.seeded.RUNS
 
 
 def budget_options(config: str, iters: Optional[int], warmup_iters: Optional[int],
@@ -149,20 +148,8 @@ def table(results: List[dict]) -> str:
         seed = '-' if r.get('seed') is None else r['seed']
         lines.append(f'| {r["run"]} | {seed} | {r["iters"]} | {r["mIoU"]:.2f} | {r["mAcc"]:.2f} | '
                      f'{r["aAcc"]:.2f} | {loss} | {r["train_seconds"]:.0f} |')
-    by_run = {run: {r.get('seed'): r for r in results if r['run'] == run} for run in RUNS}
-    if max(len(v) for v in by_run.values()) < 2:
-        return '\n'.join(lines)
-    lines += ['', '| over seeds | seeds | mIoU | mAcc | aAcc |', '|---|---|---|---|---|']
-    for run, per_seed in by_run.items():
-        if per_seed:
-            lines.append(f'| {run} | {len(per_seed)} | ' + ' | '.join(
-                mean_std_text([r[m] for r in per_seed.values()]) for m in METRICS) + ' |')
-    paired = sorted(set(by_run['pretrained']) & set(by_run['scratch']), key=str)
-    if paired:
-        lines.append(f'| gap, paired | {len(paired)} | ' + ' | '.join(mean_std_text(
-            [by_run['pretrained'][s][m] - by_run['scratch'][s][m] for s in paired], signed=True)
-            for m in METRICS) + ' |')
-    return '\n'.join(lines)
+    summary = experiments.seed_summary(results, METRICS)
+    return '\n'.join(lines + ([''] + summary if summary else []))
 
 
 METRICS = ('mIoU', 'mAcc', 'aAcc')
@@ -170,27 +157,7 @@ METRICS = ('mIoU', 'mAcc', 'aAcc')
 
 def draw_curves(results: List[dict], path: str) -> None:
     """Validation mIoU against iteration: one thin line per seed, the mean over seeds bold."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for run, colour in zip(RUNS, ('tab:blue', 'tab:orange')):
-        curves = [r['curve'] for r in results if r['run'] == run and r.get('curve')]
-        if not curves:
-            continue
-        steps = sorted(set.intersection(*(set(map(int, c)) for c in curves)))
-        for c in curves:
-            ax.plot(sorted(map(int, c)), [c[str(k)] for k in sorted(map(int, c))],
-                    color=colour, alpha=0.3, lw=1)
-        ax.plot(steps, [np.mean([c[str(k)] for c in curves]) for k in steps], color=colour,
-                lw=2, marker='o', ms=3, label=f'{run} (mean of {len(curves)})')
-    ax.set_xlabel('iteration')
-    ax.set_ylabel('validation mIoU (%)')
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    os.makedirs(osp.dirname(path) or '.', exist_ok=True)
-    fig.savefig(path, dpi=120)
+    experiments.draw_seed_curves(results, path, 'validation mIoU (%)')
     print(f'curves: {path}')
 
 
