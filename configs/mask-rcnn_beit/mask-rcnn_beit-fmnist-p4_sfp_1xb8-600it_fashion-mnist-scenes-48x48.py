@@ -57,6 +57,7 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=4e-4, betas=(0.9, 0.999), weight_decay=0.05),
     paramwise_cfg=dict(layer_decay_rate=0.75),
     clip_grad=dict(max_norm=5.0))
-default_hooks = dict(logger=dict(interval=10),
+# log_metric_by_epoch=False: a validation is logged at its iteration (at epoch 0 otherwise)
+default_hooks = dict(logger=dict(interval=10, log_metric_by_epoch=False),
                      checkpoint=dict(by_epoch=False, interval=max_iters))
 log_processor = dict(by_epoch=False)

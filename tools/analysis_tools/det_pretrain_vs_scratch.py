@@ -12,6 +12,12 @@ Usage::
     python tools/dataset_converters/fashion_mnist_scenes_coco.py     # data/fmnist_scenes_coco_48px
     python tools/analysis_tools/det_pretrain_vs_scratch.py --iters 120 \\
         --checkpoint checkpoints/beit_fashion-mnist.pth --figure docs/figures/det_pretrain_vs_scratch.png
+
+With ``--seeds S [S ...]`` each run trains in ``WORK_DIR/s<seed>/<run>`` and writes its own
+``result.json`` there (a run that has one is not trained again); ``--out`` gets the table of
+every run and, over the seeds, mean ± std per init and the paired gap (``OUT`` and the
+results as ``.json`` beside it), ``--val-interval`` records a validation AP curve per run
+and ``--curves`` plots those curves.
 """
 import argparse
 import json
@@ -20,7 +26,7 @@ import os.path as osp
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # beitlab imports from this checkout
@@ -33,6 +39,9 @@ from beitlab.utils.cli import run_cli  # noqa: E402
 
 DEFAULT_CONFIG = ('configs/mask-rcnn_beit/'
                   'mask-rcnn_beit-fmnist-p4_sfp_1xb8-600it_fashion-mnist-scenes-48x48.py')
+# the per-seed table's metrics, in % (from the COCO keys)
+SEED_METRICS = {'box AP': 'bbox_mAP', 'box AP50': 'bbox_mAP_50', 'mask AP': 'segm_mAP',
+                'mask AP50': 'segm_mAP_50'}
 AP_KEYS = ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s', 'bbox_mAP_m', 'segm_mAP',
            'segm_mAP_50', 'segm_mAP_75', 'segm_mAP_s', 'segm_mAP_m')
 
@@ -42,7 +51,7 @@ def train_options(args: argparse.Namespace, cfg: Config, run: str) -> Dict[str, 
     validation and a checkpoint at the end, and the backbone initialisation of ``run``."""
     n = args.iters
     options = {**experiments.schedule_options(cfg, n, warmup_iters=args.warmup_iters),
-               'train_cfg.val_interval': n,
+               'train_cfg.val_interval': args.val_interval or n,
                'default_hooks.checkpoint.interval': n,
                'train_dataloader.batch_size': args.batch_size}
     if run == 'pretrained':
@@ -58,7 +67,29 @@ def read_run(work_dir: str) -> Dict:
     loss = log.curve('loss') if 'loss' in log.keys() else {}  # none in runs shorter than the log interval
     final = log.last('coco/bbox_mAP')
     metrics = {k: final[f'coco/{k}'] for k in AP_KEYS if f'coco/{k}' in final}
-    return dict(steps=list(loss), loss=list(loss.values()), metrics=metrics)
+    ap_curve = {str(step): round(100 * v, 2) for step, v in log.curve('coco/bbox_mAP').items()}
+    return dict(steps=list(loss), loss=list(loss.values()), metrics=metrics, ap_curve=ap_curve)
+
+
+def seed_result(run: str, seed: int, args: argparse.Namespace, res: Dict, seconds: float) -> Dict:
+    """One run's record for the over-seeds table: the AP values in %, the box AP curve."""
+    return dict(run=run, seed=seed, iters=args.iters, batch_size=args.batch_size,
+                checkpoint=args.checkpoint if run == 'pretrained' else None,
+                train_seconds=round(seconds, 1),
+                **{name: round(100 * res['metrics'][key], 2) for name, key in SEED_METRICS.items()},
+                curve=res['ap_curve'])
+
+
+def seed_table(results: List[Dict]) -> str:
+    """Markdown: a row per run, then mean ± sample std per init and the paired gap."""
+    names = list(SEED_METRICS)
+    lines = [f'| backbone init | seed | iterations | {" | ".join(names)} | train time (s) |',
+             '|---|---|---|' + '---|' * len(names) + '---|']
+    for r in sorted(results, key=lambda r: (r['seed'], r['run'])):
+        lines.append(f'| {r["run"]} | {r["seed"]} | {r["iters"]} | '
+                     + ' | '.join(f'{r[m]:.2f}' for m in names) + f' | {r["train_seconds"]:.0f} |')
+    summary = experiments.seed_summary(results, names)
+    return '\n'.join(lines + ([''] + summary if summary else []))
 
 
 def plot(results: Dict[str, Dict], path: str, title: str) -> None:
@@ -91,6 +122,42 @@ def plot(results: Dict[str, Dict], path: str, title: str) -> None:
     fig.savefig(path, dpi=110)
 
 
+def over_seeds(args: argparse.Namespace) -> None:
+    """``--seeds``: train each (seed, run) not yet recorded, one at a time, then report."""
+    if 'pretrained' in args.runs and not args.summarize_only and not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'BEiT checkpoint {args.checkpoint!r} not found (or --runs scratch)')
+    cfg = None if args.summarize_only else Config.fromfile(args.config)
+    results = []
+    for seed in args.seeds:
+        for run in experiments.seeded.RUNS:
+            work_dir = osp.join(args.work_dir, f's{seed}', run)
+            record = osp.join(work_dir, 'result.json')
+            if not osp.isfile(record) and run in args.runs and not args.summarize_only:
+                done = experiments.train(args.config, work_dir, train_options(args, cfg, run),
+                                         seed=seed, log_file=osp.join(work_dir, 'train.log'))
+                with open(record, 'w') as f:
+                    json.dump(seed_result(run, seed, args, read_run(work_dir), done.seconds), f,
+                              indent=2)
+            if osp.isfile(record):
+                with open(record) as f:
+                    results.append(json.load(f))
+    if not results:
+        raise FileNotFoundError(f'no s<seed>/<run>/result.json under {args.work_dir!r} for seeds '
+                                f'{args.seeds}')
+    table = seed_table(results)
+    print(table)
+    if args.out:
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+        with open(args.out, 'w') as f:
+            f.write('<!-- written by tools/analysis_tools/det_pretrain_vs_scratch.py --seeds -->\n'
+                    + table + '\n')
+        with open(osp.splitext(args.out)[0] + '.json', 'w') as f:
+            json.dump(results, f, indent=2)
+    if args.curves:
+        experiments.draw_seed_curves(results, args.curves, 'validation box AP (%)')
+        print(f'curves: {args.curves}')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--config', default=DEFAULT_CONFIG)
@@ -100,6 +167,13 @@ def main() -> None:
                         help="warm-up iterations (default: the config's)")
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seeds', type=int, nargs='+', help='several seeds, each run in '
+                        'WORK_DIR/s<seed>/<run> (overrides --seed)')
+    parser.add_argument('--val-interval', type=int, help='validate every N iterations (the AP '
+                        'curve); default: once, at the end')
+    parser.add_argument('--out', help='with --seeds: write the markdown table here (and the '
+                        'results as .json beside it)')
+    parser.add_argument('--curves', help='with --seeds: plot the box AP curves to this PNG')
     parser.add_argument('--work-dir', default='work_dirs/det_pretrain_vs_scratch')
     parser.add_argument('--runs', nargs='+', default=['pretrained', 'scratch'],
                         choices=['pretrained', 'scratch'])
@@ -111,6 +185,10 @@ def main() -> None:
                         help='only read finished runs in --work-dir')
     parser.add_argument('--figure', default=None, help='PNG with loss curves and AP bars')
     args = parser.parse_args()
+    if args.seeds is not None:
+        return over_seeds(args)
+    if args.out or args.curves:
+        parser.error('--out and --curves need --seeds')
 
     if not args.summarize_only:
         deadline = time.time() + 60 * args.wait_minutes
