@@ -1,6 +1,6 @@
 """Training loops."""
 import time
-from typing import Any
+from typing import Any, Iterator, Optional
 
 from mmengine.runner import IterBasedTrainLoop
 from torch.utils.data import DataLoader
@@ -23,9 +23,13 @@ class EndlessDataloaderIterator:
 
     pause_s = 2.0
 
-    def __init__(self, dataloader: DataLoader) -> None:
+    def __init__(self, dataloader: DataLoader, first_pass: Optional[Iterator] = None) -> None:
+        """``first_pass``: an iterator over ``dataloader`` already started (by default a new
+        one is). A second ``iter()`` on a loader with persistent workers would restart the
+        workers' pass after they had drawn random augmentations for the batches they
+        prefetched, so every later batch would differ from mmengine's."""
         self._dataloader = dataloader
-        self._iterator = iter(dataloader)
+        self._iterator = iter(dataloader) if first_pass is None else first_pass
         self._epoch = 0
 
     def __iter__(self) -> 'EndlessDataloaderIterator':
@@ -60,4 +64,11 @@ class PauselessIterBasedTrainLoop(IterBasedTrainLoop):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.dataloader_iterator = EndlessDataloaderIterator(self.dataloader)
+        # take over the pass mmengine's iterator has started (see EndlessDataloaderIterator)
+        first_pass = getattr(self.dataloader_iterator, '_iterator', None)
+        if first_pass is None:
+            raise RuntimeError(
+                f'PauselessIterBasedTrainLoop: mmengine\'s {type(self.dataloader_iterator).__name__} '
+                'has no `_iterator` (a different mmengine version?); use '
+                "train_cfg.type='IterBasedTrainLoop'")
+        self.dataloader_iterator = EndlessDataloaderIterator(self.dataloader, first_pass)

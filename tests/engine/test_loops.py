@@ -52,3 +52,49 @@ def test_an_empty_loader_stops_instead_of_spinning() -> None:
 
     with pytest.raises(StopIteration):
         next(EndlessDataloaderIterator(Empty()))
+
+
+class RandomItems:
+    """Each item draws a number from numpy's global generator, as a random augmentation in a
+    data worker does."""
+
+    def __len__(self) -> int:
+        return 10
+
+    def __getitem__(self, index: int):
+        import numpy as np
+        return index, float(np.random.rand())
+
+
+def seed_worker(worker_id: int) -> None:
+    import numpy as np
+    np.random.seed(1234 + worker_id)
+
+
+def test_the_loop_draws_mmengines_augmentations_with_persistent_workers() -> None:
+    """The loop takes over the pass mmengine's iterator started instead of starting another:
+    a second start would make the persistent worker draw augmentations for the batches it had
+    prefetched, and every batch after would differ from mmengine's."""
+    from types import SimpleNamespace
+
+    import torch
+    from mmengine.dataset import DefaultSampler
+    from mmengine.runner.loops import _InfiniteDataloaderIterator
+    from torch.utils.data import DataLoader
+
+    from beitlab.engine.loops import PauselessIterBasedTrainLoop
+
+    def draws(make) -> list:
+        torch.manual_seed(0)
+        items = RandomItems()
+        loader = DataLoader(items, batch_size=4, sampler=DefaultSampler(items, seed=0), num_workers=1,
+                            persistent_workers=True, worker_init_fn=seed_worker)
+        with mock.patch('mmengine.runner.loops.time.sleep'):
+            it = make(loader)
+            return [(b[0].tolist(), b[1].tolist()) for b in (next(it) for _ in range(7))]
+
+    def loop_iterator(loader):
+        runner = SimpleNamespace(visualizer=SimpleNamespace())
+        return PauselessIterBasedTrainLoop(runner, loader, max_iters=7).dataloader_iterator
+
+    assert draws(loop_iterator) == draws(_InfiniteDataloaderIterator)
