@@ -35,6 +35,7 @@ sys.path.insert(0, REPO)
 from mmengine.config import Config  # noqa: E402
 
 from beitlab.utils import experiments  # noqa: E402
+from beitlab.utils.atomic_io import atomic_write_bytes  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 
 DEFAULT_CONFIG = ('configs/mask-rcnn_beit/'
@@ -135,9 +136,8 @@ def over_seeds(args: argparse.Namespace) -> None:
             if not osp.isfile(record) and run in args.runs and not args.summarize_only:
                 done = experiments.train(args.config, work_dir, train_options(args, cfg, run),
                                          seed=seed, log_file=osp.join(work_dir, 'train.log'))
-                with open(record, 'w') as f:
-                    json.dump(seed_result(run, seed, args, read_run(work_dir), done.seconds), f,
-                              indent=2)
+                result = seed_result(run, seed, args, read_run(work_dir), done.seconds)
+                atomic_write_bytes(record, json.dumps(result, indent=2).encode())
             if osp.isfile(record):
                 with open(record) as f:
                     results.append(json.load(f))

@@ -35,6 +35,7 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO_ROOT)
 
 from beitlab.utils import experiments  # noqa: E402
+from beitlab.utils.atomic_io import atomic_write_bytes  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 from beitlab.utils.runtime import ConfigOptionsAction  # noqa: E402
 
@@ -95,8 +96,7 @@ def train_run(run: str, config: str, checkpoint: str, work_dir: str, seed: Optio
                   final_train_loss=loss, mIoU=val['mIoU'], mAcc=val['mAcc'], aAcc=val['aAcc'],
                   curve={str(step): v for step, v in log.curve('mIoU').items()},
                   options=[recorded_word(w) for w in experiments.cfg_option_words(options)])
-    with open(osp.join(done.work_dir, 'result.json'), 'w') as f:
-        json.dump(result, f, indent=2)
+    atomic_write_bytes(osp.join(done.work_dir, 'result.json'), json.dumps(result, indent=2).encode())
     return result
 
 
