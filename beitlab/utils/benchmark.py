@@ -6,6 +6,7 @@ dependencies: peak CPU memory comes from ``/proc/self/status`` (``VmHWM``), whic
 :class:`torch.utils.flop_counter.FlopCounterMode`, extended with the CPU fused
 attention kernels that it does not know.
 """
+import os
 import platform
 import statistics
 import time
@@ -18,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 __all__ = [
     'PhaseResult', 'synchronize', 'time_iterations', 'measure_matmul_rate', 'count_flops',
     'peak_rss_bytes', 'reset_peak_rss', 'reset_peak_memory', 'peak_memory_bytes',
-    'format_table', 'step_drift', 'cpu_model', 'DRIFT_WINDOW', 'DRIFT_TOLERANCE'
+    'format_table', 'step_drift', 'cpu_model', 'load_average', 'DRIFT_WINDOW', 'DRIFT_TOLERANCE'
 ]
 
 # step_drift: the first and last this-many timed iterations, flagged beyond this change.
@@ -198,6 +199,15 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or 'unknown'
+
+
+def load_average() -> Optional[list[float]]:
+    """The 1, 5 and 15-minute load averages, rounded to 0.01, or None where the platform has
+    none: every benchmark records them beside its figures, since a busy machine slows a run."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def _read_status_kb(key: str) -> Optional[int]:

@@ -8,6 +8,7 @@ from beitlab.utils.benchmark import (
     PhaseResult,
     count_flops,
     format_table,
+    load_average,
     measure_matmul_rate,
     peak_rss_bytes,
     reset_peak_rss,
@@ -70,3 +71,15 @@ def test_step_drift_compares_the_first_and_last_ten():
     assert short['window'] == 1 and short['ratio'] == 3.0
     assert step_drift([1.0]) is None
     assert PhaseResult('x', 1, [1.0, 2.0]).to_dict()['drift']['ratio'] == 2.0
+
+
+def test_load_average_rounds_the_three_readings(monkeypatch):
+    monkeypatch.setattr('os.getloadavg', lambda: (1.23456, 0.5, 2.0))
+    assert load_average() == [1.23, 0.5, 2.0]
+
+
+def test_load_average_is_none_where_the_platform_has_none(monkeypatch):
+    def unavailable():
+        raise OSError('no load average')
+    monkeypatch.setattr('os.getloadavg', unavailable)
+    assert load_average() is None

@@ -63,6 +63,7 @@ from beitlab.utils.benchmark import (  # noqa: E402
     count_flops,
     cpu_model,
     format_table,
+    load_average,
     measure_matmul_rate,
     time_iterations,
 )
@@ -127,14 +128,6 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         parser.error(f'--profile profiles the model or train step; --phases {",".join(args.phases)} '
                      f'has neither (add model)')
     return args
-
-
-def _loadavg() -> Optional[list[float]]:
-    try:
-        with open('/proc/loadavg') as f:
-            return [float(v) for v in f.read().split()[:3]]
-    except OSError:
-        return None
 
 
 
@@ -324,7 +317,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                               scope_name=cfg.get('default_scope', 'beitlab'))
     device = torch.device(args.device)
     torch.manual_seed(0)
-    loadavg_start = _loadavg()
+    loadavg_start = load_average()
 
     dl_cfg = cfg.train_dataloader
     batch_size = int(dl_cfg.batch_size)
@@ -372,7 +365,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             out['model_flops']['utilisation_cpu_time'] = \
                 flops['total'] / cpu_s / matmul['flops_per_cpu_s']
     out['loadavg_start'] = loadavg_start
-    out['loadavg_end'] = _loadavg()
+    out['loadavg_end'] = load_average()
     return out
 
 

@@ -53,7 +53,7 @@ from beitlab.ops.attention import (  # noqa: E402
     explicit_attention,
     select_attn_impl,
 )
-from beitlab.utils.benchmark import cpu_model, format_table, synchronize  # noqa: E402
+from beitlab.utils.benchmark import cpu_model, format_table, load_average, synchronize  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 
 # name -> (batch, patch grid side, heads, head dims); tokens = 1 + side^2 (CLS + patches)
@@ -199,14 +199,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        with open('/proc/loadavg') as f:
-            load = f.read().split()[:3]
-    except OSError:
-        load = ['?']
+    load = load_average()
     info = dict(cpu=cpu_model(), torch=torch.__version__, threads=torch.get_num_threads(),
                 cpu_capability=torch.backends.cpu.get_cpu_capability(), device=args.device,
-                reps=args.reps, warmup=args.warmup, loadavg=' '.join(load))
+                reps=args.reps, warmup=args.warmup, loadavg=' '.join(map(str, load)) if load else '?')
     if args.device.startswith('cuda'):
         info['gpu'] = torch.cuda.get_device_name(torch.device(args.device))
     print(' '.join(f'{k}={v}' for k, v in info.items()))

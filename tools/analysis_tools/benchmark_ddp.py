@@ -33,6 +33,7 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO_ROOT)
 
 from beitlab.utils import experiments  # noqa: E402
+from beitlab.utils.benchmark import load_average  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 from beitlab.utils.denormals import add_flush_denormal_arg  # noqa: E402
 from beitlab.utils.runtime import ConfigOptionsAction, check_config_file  # noqa: E402
@@ -124,14 +125,14 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     work_root = args.work_dir or tempfile.mkdtemp(prefix='benchmark_ddp_')
     results = {'config': args.config, 'batch_per_process': batch,
                'flush_denormal': args.flush_denormal,
-               'load_before': [round(x, 2) for x in os.getloadavg()], 'runs': {}}
+               'load_before': load_average(), 'runs': {}}
     for name in layouts:
         procs, threads = known[name]
         run = run_layout(args.config, procs, threads, args.iters, args.warmup,
                          args.cfg_options, osp.join(work_root, name), args.flush_denormal)
         run['images_per_s'] = procs * batch / run['median_s']
         results['runs'][name.replace('N', str(args.procs))] = run
-    results['load_after'] = [round(x, 2) for x in os.getloadavg()]
+    results['load_after'] = load_average()
 
     print(f'config {args.config}  batch {batch} per process  {args.iters} timed iterations '
           f'after {args.warmup}  load {results["load_before"]} -> {results["load_after"]}')

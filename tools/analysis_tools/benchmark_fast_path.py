@@ -46,7 +46,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from beitlab.engine.fast_path import FAST_PATH_PIECES, apply_fast_path  # noqa: E402
 from beitlab.engine.hooks.compiled_loss_hook import CompiledLossHook  # noqa: E402
 from beitlab.registry import HOOKS, MODELS  # noqa: E402
-from beitlab.utils.benchmark import cpu_model, format_table  # noqa: E402
+from beitlab.utils.benchmark import cpu_model, format_table, load_average  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 from beitlab.utils.denormals import setup_flush_denormal  # noqa: E402
 from beitlab.utils.runtime import ConfigOptionsAction, check_config_file  # noqa: E402
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         if len(batches) == before:
             raise RuntimeError(f'{args.config}: the train dataloader yielded no batch')
     del loader
-    load_start = os.getloadavg()
+    load_start = load_average()
     variants, state, warmup_s = {}, None, {}
     for name in args.variants:
         cfg = load_config(args, variant_pieces(name))
@@ -186,7 +186,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     return dict(config=args.config, batch_size=batch_size, iters=args.iters, warmup=args.warmup,
                 device=str(device), cpu=cpu_model(), threads=torch.get_num_threads(),
                 torch=torch.__version__, flush_denormal=flush.message,
-                loadavg_start=list(load_start), loadavg_end=list(os.getloadavg()), rows=rows)
+                loadavg_start=load_start, loadavg_end=load_average(), rows=rows)
 
 
 def summary(result: Dict[str, Any]) -> str:
@@ -199,8 +199,8 @@ def summary(result: Dict[str, Any]) -> str:
     lines = [f"config {result['config']}  batch {result['batch_size']}  {result['iters']} "
              f"alternating steps per variant (medians)",
              f"machine {result['cpu']} ({result['threads']} threads), torch {result['torch']}, "
-             f"load {[round(v, 2) for v in result['loadavg_start']]} -> "
-             f"{[round(v, 2) for v in result['loadavg_end']]}", table]
+             f"load {result['loadavg_start']} -> "
+             f"{result['loadavg_end']}", table]
     for r in result['rows']:
         if r['compile_fallback']:
             lines.append(f"{r['variant']}: compile fell back to eager: {r['compile_fallback']}")

@@ -36,7 +36,7 @@ from torch import nn
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from beitlab.registry import MODELS  # noqa: E402
-from beitlab.utils.benchmark import count_flops, measure_matmul_rate, synchronize  # noqa: E402
+from beitlab.utils.benchmark import count_flops, load_average, measure_matmul_rate, synchronize  # noqa: E402
 from beitlab.utils.cli import HintedError, run_cli  # noqa: E402
 from beitlab.utils.denormals import add_flush_denormal_arg, setup_flush_denormal  # noqa: E402
 from beitlab.utils.runtime import check_config_file  # noqa: E402
@@ -281,11 +281,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             res[f'speedup_vs_{name}'] = res['frameworks'][name]['median_s'] / ours_med
             res[f'cpu_time_speedup_vs_{name}'] = (res['frameworks'][name]['median_cpu_s'] /
                                                   res['frameworks']['beitlab']['median_cpu_s'])
-    try:
-        with open('/proc/loadavg') as f:
-            res['loadavg_end'] = [float(v) for v in f.read().split()[:3]]
-    except OSError:
-        pass
+    if (load := load_average()) is not None:
+        res['loadavg_end'] = load
 
     print(f"{args.config}: {n_ours:,} parameters, batch {B}, {args.num_masked} masked "
           f"patches/image, amp {args.amp}, compile {args.compile}, "

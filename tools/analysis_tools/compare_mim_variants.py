@@ -43,6 +43,7 @@ sys.path.insert(0, REPO)
 from mmengine.config import Config  # noqa: E402
 
 from beitlab.utils import experiments  # noqa: E402
+from beitlab.utils.benchmark import load_average  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 from beitlab.utils.denormals import add_flush_denormal_arg  # noqa: E402
 from beitlab.utils.experiments import balanced_subset  # noqa: E402
@@ -240,7 +241,7 @@ def benchmark(args: argparse.Namespace) -> Dict[str, float]:
             times[name].append(time.perf_counter() - t0)
     ips = {n: round(B / float(np.median(t)), 1) for n, t in times.items()}
     record(args, dict(kind='throughput', batch=B, rounds=args.bench_rounds, images_per_s=ips,
-                      load_average=os.getloadavg()[0], flush_denormal=flush_denormal.holds))
+                      load_average=(load_average() or [None])[0], flush_denormal=flush_denormal.holds))
     return ips
 
 
