@@ -28,7 +28,7 @@ import zipfile
 from contextlib import contextmanager
 from typing import IO, Any, Callable, Iterable, Iterator, List, Optional, Union
 
-__all__ = ['TEMP_SUFFIX', 'atomic_open', 'atomic_write_bytes', 'atomic_write_text',
+__all__ = ['TEMP_SUFFIX', 'atomic_open', 'atomic_write_bytes', 'atomic_write_text', 'atomic_savefig',
            'atomic_torch_save', 'verify_torch_file', 'check_output_path', 'find_temp_files',
            'VERIFY_LEVELS']
 
@@ -121,6 +121,13 @@ def atomic_write_text(path: PathLike, text: str, encoding: str = 'utf-8') -> Non
     """Write ``text`` to ``path`` atomically (see the module docstring)."""
     with atomic_open(path, 'w', encoding=encoding) as f:
         f.write(text)
+
+
+def atomic_savefig(fig: Any, path: PathLike, **savefig_kwargs: Any) -> None:
+    """Save a matplotlib figure to ``path`` atomically, in the format its extension names."""
+    fmt = osp.splitext(os.fspath(path))[1].lstrip('.').lower() or 'png'
+    with atomic_open(path, 'wb') as f:
+        fig.savefig(f, format=fmt, **savefig_kwargs)
 
 
 def atomic_torch_save(obj: Any, path: PathLike, verify: Optional[str] = 'zip') -> None:

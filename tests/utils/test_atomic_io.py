@@ -146,3 +146,23 @@ def test_find_temp_files_names_only_leftovers(tmp_path) -> None:
     assert [os.path.basename(p) for p in find_temp_files(tmp_path, lambda n: n == 'iter_3.pth')] \
         == ['.iter_3.pth.abc_12.tmp']
     assert find_temp_files(tmp_path / 'missing') == []
+
+
+def test_atomic_savefig_writes_the_format_of_the_extension_and_keeps_the_old_file_on_error(
+        tmp_path):
+    matplotlib = pytest.importorskip('matplotlib')
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    png, svg = tmp_path / 'curve.png', tmp_path / 'curve.svg'
+    atomic_io.atomic_savefig(fig, png, dpi=50)
+    atomic_io.atomic_savefig(fig, svg)
+    assert png.read_bytes().startswith(b'\x89PNG')
+    assert b'<svg' in svg.read_bytes()[:1000]
+    before = png.read_bytes()
+    with pytest.raises(TypeError):
+        atomic_io.atomic_savefig(fig, png, no_such_option=1)
+    plt.close(fig)
+    assert png.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['curve.png', 'curve.svg']

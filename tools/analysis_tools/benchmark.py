@@ -58,6 +58,7 @@ from beitlab.engine.hooks.channels_last_hook import ChannelsLastHook  # noqa: E4
 from beitlab.engine.hooks.compile_hook import CompileHook  # noqa: E402
 from beitlab.engine.hooks.compiled_loss_hook import CompiledLossHook  # noqa: E402
 from beitlab.registry import HOOKS, MODELS  # noqa: E402
+from beitlab.utils.atomic_io import atomic_open  # noqa: E402
 from beitlab.utils.benchmark import (  # noqa: E402
     PhaseResult,
     count_flops,
@@ -448,7 +449,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     print(summary_table(result))
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
+        with atomic_open(args.out, 'w') as f:
             json.dump(result, f, indent=2)
         print(f'results written to {args.out}')
     return result

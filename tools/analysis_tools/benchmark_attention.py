@@ -53,6 +53,7 @@ from beitlab.ops.attention import (  # noqa: E402
     explicit_attention,
     select_attn_impl,
 )
+from beitlab.utils.atomic_io import atomic_open  # noqa: E402
 from beitlab.utils.benchmark import cpu_model, format_table, load_average, synchronize  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 
@@ -210,7 +211,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(format_table(rows, ['shape', 'tokens', 'dtype', 'case', 'form', 'ms', 'vs_sdpa',
                               'cpu_ms', 'cpu_vs_sdpa', 'auto']))
     if args.out:
-        with open(args.out, 'w') as f:
+        with atomic_open(args.out, 'w') as f:
             json.dump(dict(machine=info, rows=rows), f, indent=1)
         print(f'wrote {args.out}')
 

@@ -33,6 +33,7 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO_ROOT)
 
 from beitlab.utils import experiments  # noqa: E402
+from beitlab.utils.atomic_io import atomic_open  # noqa: E402
 from beitlab.utils.benchmark import load_average  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 from beitlab.utils.denormals import add_flush_denormal_arg  # noqa: E402
@@ -150,7 +151,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             results.setdefault('ratios', {})[f'{name}/{other}'] = ratio
             print(f'{name} / {other}: {ratio:.2f}x images/s')
     if args.out:
-        with open(args.out, 'w') as f:
+        with atomic_open(args.out, 'w') as f:
             json.dump(results, f, indent=2)
     return results
 

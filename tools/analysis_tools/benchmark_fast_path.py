@@ -46,6 +46,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from beitlab.engine.fast_path import FAST_PATH_PIECES, apply_fast_path  # noqa: E402
 from beitlab.engine.hooks.compiled_loss_hook import CompiledLossHook  # noqa: E402
 from beitlab.registry import HOOKS, MODELS  # noqa: E402
+from beitlab.utils.atomic_io import atomic_open  # noqa: E402
 from beitlab.utils.benchmark import cpu_model, format_table, load_average  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 from beitlab.utils.denormals import setup_flush_denormal  # noqa: E402
@@ -213,7 +214,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     print(summary(result))
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
+        with atomic_open(args.out, 'w') as f:
             json.dump(result, f, indent=2)
     return result
 

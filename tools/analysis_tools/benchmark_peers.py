@@ -36,6 +36,7 @@ from torch import nn
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from beitlab.registry import MODELS  # noqa: E402
+from beitlab.utils.atomic_io import atomic_open  # noqa: E402
 from beitlab.utils.benchmark import count_flops, load_average, measure_matmul_rate, synchronize  # noqa: E402
 from beitlab.utils.cli import HintedError, run_cli  # noqa: E402
 from beitlab.utils.denormals import add_flush_denormal_arg, setup_flush_denormal  # noqa: E402
@@ -301,7 +302,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                   f"{res[f'cpu_time_speedup_vs_{name}']:.3f}x CPU time")
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
+        with atomic_open(args.out, 'w') as f:
             json.dump(res, f, indent=2)
     return res
 

@@ -43,6 +43,7 @@ sys.path.insert(0, REPO)
 from mmengine.config import Config  # noqa: E402
 
 from beitlab.utils import experiments  # noqa: E402
+from beitlab.utils.atomic_io import atomic_open  # noqa: E402
 from beitlab.utils.benchmark import load_average  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 from beitlab.utils.denormals import add_flush_denormal_arg  # noqa: E402
@@ -270,7 +271,7 @@ def write_report(args: argparse.Namespace, results: List[dict]) -> str:
              + (f' (load average {bench[-1]["load_average"]:.1f})' if bench else '') + '.')
     minutes = ', '.join(f'{n}: {r["minutes"]} min' for n, r in trains.items())
     table = '\n'.join(rows)
-    with open(args.out, 'w') as f:
+    with atomic_open(args.out, 'w') as f:
         f.write('<!-- written by tools/analysis_tools/compare_mim_variants.py -->\n'
                 f'{table}\n\n{setup}\n\nWall-clock of the training runs: {minutes}.\n')
     return table

@@ -35,7 +35,7 @@ sys.path.insert(0, REPO)
 from mmengine.config import Config  # noqa: E402
 
 from beitlab.utils import experiments  # noqa: E402
-from beitlab.utils.atomic_io import atomic_write_bytes  # noqa: E402
+from beitlab.utils.atomic_io import atomic_open, atomic_savefig, atomic_write_bytes  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 
 DEFAULT_CONFIG = ('configs/mask-rcnn_beit/'
@@ -120,7 +120,7 @@ def plot(results: Dict[str, Dict], path: str, title: str) -> None:
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
 
 
 def over_seeds(args: argparse.Namespace) -> None:
@@ -148,10 +148,10 @@ def over_seeds(args: argparse.Namespace) -> None:
     print(table)
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
+        with atomic_open(args.out, 'w') as f:
             f.write('<!-- written by tools/analysis_tools/det_pretrain_vs_scratch.py --seeds -->\n'
                     + table + '\n')
-        with open(osp.splitext(args.out)[0] + '.json', 'w') as f:
+        with atomic_open(osp.splitext(args.out)[0] + '.json', 'w') as f:
             json.dump(results, f, indent=2)
     if args.curves:
         experiments.draw_seed_curves(results, args.curves, 'validation box AP (%)')
@@ -214,7 +214,7 @@ def main() -> None:
     summary = dict(config=args.config, checkpoint=args.checkpoint, iters=args.iters,
                    batch_size=args.batch_size, seed=args.seed,
                    metrics={run: res['metrics'] for run, res in results.items()})
-    with open(osp.join(args.work_dir, 'result.json'), 'w') as f:
+    with atomic_open(osp.join(args.work_dir, 'result.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     print('| init | box AP | box AP50 | box AP75 | mask AP | mask AP50 | mask AP75 |')
     print('|---|---|---|---|---|---|---|')

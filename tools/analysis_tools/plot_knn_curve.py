@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence
 # The repository root, so that beitlab imports from this checkout.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from beitlab.utils.atomic_io import check_output_path  # noqa: E402
+from beitlab.utils.atomic_io import atomic_savefig, check_output_path  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 from beitlab.utils.experiments import ScalarLog, read_scalars  # noqa: E402
 
@@ -78,7 +78,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    fig.savefig(args.out)
+    atomic_savefig(fig, args.out)
     plt.close(fig)
     print('curve\titeration\ttop1')
     print('\n'.join(rows))

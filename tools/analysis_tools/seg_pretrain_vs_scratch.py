@@ -35,7 +35,7 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO_ROOT)
 
 from beitlab.utils import experiments  # noqa: E402
-from beitlab.utils.atomic_io import atomic_write_bytes  # noqa: E402
+from beitlab.utils.atomic_io import atomic_open, atomic_write_bytes  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 from beitlab.utils.runtime import ConfigOptionsAction  # noqa: E402
 
@@ -219,9 +219,9 @@ def main(argv: Optional[list] = None) -> None:
     print(text)
     if args.out:
         os.makedirs(osp.dirname(args.out) or '.', exist_ok=True)
-        with open(args.out, 'w') as f:
+        with atomic_open(args.out, 'w') as f:
             f.write(text + '\n')
-        with open(osp.splitext(args.out)[0] + '.json', 'w') as f:
+        with atomic_open(osp.splitext(args.out)[0] + '.json', 'w') as f:
             json.dump(results, f, indent=2)
 
 

@@ -2,12 +2,11 @@
 dense-transfer scripts share. A result is a dict with ``run`` (``'pretrained'`` or
 ``'scratch'``), ``seed``, the metric values and, optionally, ``curve`` (``{str(step): value}``
 of the validation metric)."""
-import os
-import os.path as osp
 from typing import List, Sequence
 
 import numpy as np
 
+from ..atomic_io import atomic_savefig
 from .stats import mean_std_text
 
 RUNS = ('pretrained', 'scratch')
@@ -55,6 +54,5 @@ def draw_seed_curves(results: Sequence[dict], path: str, ylabel: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    os.makedirs(osp.dirname(path) or '.', exist_ok=True)
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
