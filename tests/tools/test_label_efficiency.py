@@ -33,6 +33,17 @@ def test_report_pairs_gaps_by_seed(tmp_path):
     assert (tmp_path / 'r.md').exists()
 
 
+def test_report_names_each_inits_seed_count_when_they_differ(tmp_path):
+    runs = [dict(init=i, size=600, iters=200, batch_size=32, seed=s, top1=t, tag='x')
+            for i, s, t in (('pretrained', 0, 40.0), ('pretrained', 1, 44.0),
+                            ('scratch', 0, 30.0), ('pretrained', 0, 50.0))]
+    runs[-1].update(size=6000)  # a row only one init ran
+    rows = le.write_report(runs, str(tmp_path / 'r'), tag='x').splitlines()[2:]
+    assert rows[0].split(' | ')[2] == '2 / 1'  # means over 2 and 1 seeds, the gap over seed 0
+    assert '+10.00 / +10.00' in rows[0]
+    assert rows[1].split(' | ')[2] == '1'
+
+
 def test_idx_data_picks_the_same_images_as_the_png_folder_and_reaches_the_tool(tmp_path):
     """--data idx: the subset of a seed is the PNG folder's (same order and labels), passed as
     FashionMNISTDataset indices, with all test images; the options survive the command line."""

@@ -33,6 +33,7 @@ sys.path.insert(0, REPO)
 from mmengine.config import Config  # noqa: E402
 
 from beitlab.utils import experiments  # noqa: E402
+from beitlab.utils.atomic_io import atomic_open, atomic_savefig  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 from beitlab.utils.experiments import balanced_subset, mean_std, mean_std_text  # noqa: E402
 
@@ -334,8 +335,16 @@ def draw_errorbars(path: str, series: List[Tuple[str, list, List[List[float]]]],
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
+
+
+def seed_count(pretrained: int, scratch: int) -> str:
+    """The seeds column: one count when both inits ran as many seeds (or one did not run),
+    ``"2 / 1"`` (pre-trained / random init) when they differ, since each mean is over its own."""
+    if pretrained == scratch or not pretrained or not scratch:
+        return str(max(pretrained, scratch))
+    return f'{pretrained} / {scratch}'
 
 
 def write_report(results: List[dict], out: str, tag: str = '') -> str:
@@ -354,12 +363,12 @@ def write_report(results: List[dict], out: str, tag: str = '') -> str:
         any_run = next(iter({**pre, **scr}.values()))
         rows.append(
             f'| {size} ({100 * size / 60000:g} %) | {any_run["iters"]} x {any_run["batch_size"]} '
-            f'| {len(paired) or max(len(pre), len(scr))} '
+            f'| {seed_count(len(pre), len(scr))} '
             f'| {mean_std_text([r["top1"] for r in pre.values()])} '
             f'| {mean_std_text([r["top1"] for r in scr.values()])} | {mean_std_text(gaps)} '
             f'| {f"{min(gaps):+.2f} / {max(gaps):+.2f}" if gaps else "n/a"} |')
     table = '\n'.join(rows)
-    with open(out + '.md', 'w') as f:
+    with atomic_open(out + '.md', 'w') as f:
         f.write('<!-- written by tools/analysis_tools/label_efficiency.py -->\n' + table + '\n')
     series = []
     for init, label in (('pretrained', 'BEiT pre-trained'), ('scratch', 'random init')):
@@ -408,7 +417,7 @@ def write_length_report(results: List[dict], out: str, tags: Sequence[str]) -> s
         lines.append(f'| {"none (random init)" if row == "scratch" else row} | ' + ' | '.join(cells)
                      + ' |')
     table = '\n'.join(lines)
-    with open(out + '.md', 'w') as f:
+    with atomic_open(out + '.md', 'w') as f:
         f.write('<!-- written by tools/analysis_tools/label_efficiency.py --length-report; '
                 'top-1 (%) on the evaluation images, in brackets the gain over random init -->\n'
                 + table + '\n')
@@ -442,7 +451,7 @@ def write_sweep_report(results: List[dict], out: str, tag: str = '') -> str:
             cell = f'**{cell}**'
         rows.append(f'| {init} | {size} | {iters} | {lr:g} | {wd:g} | {len(by[key])} | {cell} |')
     table = '\n'.join(rows)
-    with open(out + '.md', 'w') as f:
+    with atomic_open(out + '.md', 'w') as f:
         f.write('<!-- written by tools/analysis_tools/label_efficiency.py --eval heldout -->\n'
                 + table + '\n')
     return table
