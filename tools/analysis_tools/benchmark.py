@@ -448,7 +448,6 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     result = run_benchmark(args)
     print(summary_table(result))
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with atomic_open(args.out, 'w') as f:
             json.dump(result, f, indent=2)
         print(f'results written to {args.out}')

@@ -26,7 +26,6 @@ threads and the load average before and after. Flush-to-zero is set first, as in
 import argparse
 import copy
 import json
-import os
 import os.path as osp
 import statistics
 import sys
@@ -213,7 +212,6 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     result = run(args)
     print(summary(result))
     if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with atomic_open(args.out, 'w') as f:
             json.dump(result, f, indent=2)
     return result

@@ -20,7 +20,6 @@ torchvision, which does not install beside the CPU torch 2.13 used here.
 """
 import argparse
 import json
-import os
 import os.path as osp
 import statistics
 import sys
@@ -301,7 +300,6 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             print(f"  beitlab speed-up vs {name}: {res[f'speedup_vs_{name}']:.3f}x wall-clock, "
                   f"{res[f'cpu_time_speedup_vs_{name}']:.3f}x CPU time")
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with atomic_open(args.out, 'w') as f:
             json.dump(res, f, indent=2)
     return res

@@ -268,7 +268,8 @@ def write_report(args: argparse.Namespace, results: List[dict]) -> str:
              f'probability {args.finetune_mixup_prob}); test: '
              f'{args.test_images} test images; images/s: median of {args.bench_rounds} '
              f'interleaved steps at batch {args.bench_batch}'
-             + (f' (load average {bench[-1]["load_average"]:.1f})' if bench else '') + '.')
+             + (f' (load average {bench[-1]["load_average"]:.1f})'
+                if bench and bench[-1]['load_average'] is not None else '') + '.')
     minutes = ', '.join(f'{n}: {r["minutes"]} min' for n, r in trains.items())
     table = '\n'.join(rows)
     with atomic_open(args.out, 'w') as f:

@@ -21,7 +21,6 @@ and ``--curves`` plots those curves.
 """
 import argparse
 import json
-import os
 import os.path as osp
 import sys
 import time
@@ -35,7 +34,7 @@ sys.path.insert(0, REPO)
 from mmengine.config import Config  # noqa: E402
 
 from beitlab.utils import experiments  # noqa: E402
-from beitlab.utils.atomic_io import atomic_open, atomic_savefig, atomic_write_bytes  # noqa: E402
+from beitlab.utils.atomic_io import atomic_open, atomic_savefig, atomic_write_text  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 
 DEFAULT_CONFIG = ('configs/mask-rcnn_beit/'
@@ -119,7 +118,6 @@ def plot(results: Dict[str, Dict], path: str, title: str) -> None:
     ax2.legend()
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     atomic_savefig(fig, path, dpi=110)
 
 
@@ -137,7 +135,7 @@ def over_seeds(args: argparse.Namespace) -> None:
                 done = experiments.train(args.config, work_dir, train_options(args, cfg, run),
                                          seed=seed, log_file=osp.join(work_dir, 'train.log'))
                 result = seed_result(run, seed, args, read_run(work_dir), done.seconds)
-                atomic_write_bytes(record, json.dumps(result, indent=2).encode())
+                atomic_write_text(record, json.dumps(result, indent=2))
             if osp.isfile(record):
                 with open(record) as f:
                     results.append(json.load(f))
@@ -147,7 +145,6 @@ def over_seeds(args: argparse.Namespace) -> None:
     table = seed_table(results)
     print(table)
     if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with atomic_open(args.out, 'w') as f:
             f.write('<!-- written by tools/analysis_tools/det_pretrain_vs_scratch.py --seeds -->\n'
                     + table + '\n')

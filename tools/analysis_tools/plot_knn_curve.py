@@ -13,7 +13,6 @@ iteration; a rollback that logs a step twice keeps the last value. The points ar
 as a table too.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 from typing import Dict, List, Optional, Sequence
@@ -77,7 +76,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     atomic_savefig(fig, args.out)
     plt.close(fig)
     print('curve\titeration\ttop1')

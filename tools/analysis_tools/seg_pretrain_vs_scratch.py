@@ -35,7 +35,7 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO_ROOT)
 
 from beitlab.utils import experiments  # noqa: E402
-from beitlab.utils.atomic_io import atomic_open, atomic_write_bytes  # noqa: E402
+from beitlab.utils.atomic_io import atomic_open, atomic_write_text  # noqa: E402
 from beitlab.utils.cli import run_cli  # noqa: E402
 from beitlab.utils.runtime import ConfigOptionsAction  # noqa: E402
 
@@ -96,7 +96,7 @@ def train_run(run: str, config: str, checkpoint: str, work_dir: str, seed: Optio
                   final_train_loss=loss, mIoU=val['mIoU'], mAcc=val['mAcc'], aAcc=val['aAcc'],
                   curve={str(step): v for step, v in log.curve('mIoU').items()},
                   options=[recorded_word(w) for w in experiments.cfg_option_words(options)])
-    atomic_write_bytes(osp.join(done.work_dir, 'result.json'), json.dumps(result, indent=2).encode())
+    atomic_write_text(osp.join(done.work_dir, 'result.json'), json.dumps(result, indent=2))
     return result
 
 
@@ -218,7 +218,6 @@ def main(argv: Optional[list] = None) -> None:
         draw_figure(pickles, args.figure)
     print(text)
     if args.out:
-        os.makedirs(osp.dirname(args.out) or '.', exist_ok=True)
         with atomic_open(args.out, 'w') as f:
             f.write(text + '\n')
         with atomic_open(osp.splitext(args.out)[0] + '.json', 'w') as f:
